@@ -1,0 +1,45 @@
+# golive: everything a fresh machine needs is installed by these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test lint bench bench-deps ffmpeg clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: start the server with embedded defaults (RTMP 1935, HTTP 8080, in-memory store)
+run: $(STAMP)
+	$(BIN)/golive serve $(ARGS)
+
+## test: the whole test suite (what CI runs)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## ffmpeg: the ffmpeg CLI, for the tests that publish with it (Debian package)
+ffmpeg:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq ffmpeg >/dev/null; fi; }
+
+## bench-deps: reference servers for the benchmarks (nginx with the RTMP module)
+bench-deps:
+	@command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; fi; }
+
+## bench: every benchmark, one table
+bench: $(STAMP) bench-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -1,0 +1,150 @@
+"""The `golive` command. It only builds a Config and starts the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import sys
+
+import click
+
+from golive import __version__
+from golive.config import Config, ConfigError, IngestConfig, load_config, with_overrides
+from golive.ingest.keys import is_valid_stream_name
+from golive.server import Server, serve_forever
+
+
+def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for value in values:
+        name, sep, secret = value.partition("=")
+        if not sep or not name or not secret:
+            raise click.BadParameter(f"expected NAME=SECRET, got {value!r}", param_hint="--key")
+        if not is_valid_stream_name(name):
+            raise click.BadParameter(
+                f"stream name {name!r} may only use letters, digits, '-', '_' and '.'",
+                param_hint="--key")
+        keys[secret] = name
+    return keys
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="golive")
+def main() -> None:
+    """golive: a live-streaming server. Publish with RTMP (OBS, FFmpeg, phones), watch
+    over HLS, scrape metrics with Prometheus."""
+
+
+@main.command()
+@click.option("--rtmp-port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port for RTMP publishers.  [default: 1935]")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port for HTTP: playback, /api, /metrics.  [default: 8080]")
+@click.option("--host", default=None,
+              help="Address to listen on for RTMP and HTTP.  [default: 0.0.0.0, all]")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with [ingest] / [http] settings and [ingest.keys] name = "
+                   "\"secret\". Command-line options override it.")
+@click.option("--key", "keys", multiple=True, metavar="NAME=SECRET",
+              help="Allow publishing stream NAME with stream key SECRET (repeatable). Viewers "
+                   "only ever see NAME. Without any key and without --open, a random key is "
+                   "made for stream 'main' and printed.")
+@click.option("--open", "open_mode", is_flag=True, default=None,
+              help="Let ANY stream key publish (no authentication). Each key gets a public "
+                   "name derived from it. For trusted networks only.")
+@click.option("--webhook", default=None, metavar="URL",
+              help="nginx-rtmp style on_publish/on_unpublish URL: a 2xx answer allows a "
+                   "publish, anything else refuses it.")
+@click.option("--rtmps-port", type=click.IntRange(0, 65535), default=None,
+              help="Port of the RTMPS (TLS) listener, used with --tls-cert/--tls-key. "
+                   "[default: 1936]")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate (chain) that enables the RTMPS listener.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM private key for --tls-cert.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+                                               case_sensitive=False), default=None,
+              help="Log verbosity.  [default: INFO]")
+def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
+          config_file: str | None, keys: tuple[str, ...], open_mode: bool | None,
+          webhook: str | None, rtmps_port: int | None, tls_cert: str | None,
+          tls_key: str | None, log_level: str | None) -> None:
+    """Run the server: RTMP ingest and the HTTP origin, with in-memory storage."""
+    try:
+        config = load_config(config_file) if config_file else Config()
+        key_table = {**config.ingest.keys, **_parse_keys(keys)}
+        generated = None
+        if not key_table and not (open_mode or config.ingest.open) and not (
+            webhook or config.ingest.webhook_url
+        ):
+            generated = secrets.token_urlsafe(12)
+            key_table = {generated: "main"}
+        config = with_overrides(
+            config,
+            ingest={"port": rtmp_port, "host": host, "keys": key_table, "open": open_mode,
+                    "webhook_url": webhook, "rtmps_port": rtmps_port, "tls_cert": tls_cert,
+                    "tls_key": tls_key},
+            http={"port": http_port, "host": host},
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    level = (log_level or config.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve_forever(config, lambda server: _banner(server, generated)))
+    except OSError as exc:  # typically: the port is taken
+        click.echo(f"golive: cannot start: {exc}", err=True)
+        sys.exit(1)
+
+
+def _lan_address() -> str:
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    return "127.0.0.1" if address.startswith("127.") else address
+
+
+def _banner(server: Server, generated_key: str | None) -> None:
+    ingest: IngestConfig = server.config.ingest
+    host = _lan_address() if ingest.host in ("0.0.0.0", "::", "") else ingest.host
+    http = f"http://{host}:{server.http_port}"
+    lines = [
+        "",
+        f"golive {__version__} is running.",
+        "",
+        "In OBS: Settings > Stream > Service: Custom...",
+        f"  Server:      rtmp://{host}:{server.ingest.rtmp_port}/{ingest.app}",
+    ]
+    if server.ingest.rtmps_port is not None:
+        lines.append(f"  (or RTMPS)  rtmps://{host}:{server.ingest.rtmps_port}/{ingest.app}")
+    if ingest.open:
+        lines += [
+            "  Stream Key:  anything",
+            "",
+            "  !!! OPEN MODE: anyone who can reach this port can publish. !!!",
+        ]
+    elif generated_key:
+        lines += [
+            f"  Stream Key:  {generated_key}",
+            "",
+            "  (a new random key each start; keep it with:"
+            f" golive serve --key main={generated_key})",
+        ]
+    elif ingest.keys:
+        names = ", ".join(sorted(ingest.keys.values()))
+        lines.append(f"  Stream Key:  the secret you configured for: {names}")
+    if ingest.webhook_url:
+        lines.append(f"  Publish auth: webhook {ingest.webhook_url}")
+    lines += [
+        "",
+        f"Live streams:  {http}/api/streams",
+        f"Metrics:       {http}/metrics",
+        "",
+    ]
+    if generated_key or ingest.keys:
+        name = "main" if generated_key else sorted(ingest.keys.values())[0]
+        lines.insert(-3, f"Watch:         {http}/live/{name}/index.m3u8")
+    click.echo("\n".join(lines))

@@ -1,0 +1,121 @@
+"""All configuration, typed, with documented defaults, in one place.
+
+The CLI and the optional TOML file only build a `Config`; nothing else reads the
+environment or the command line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from golive.ingest.chunk import MAX_MESSAGE_SIZE
+from golive.ingest.hub import DEFAULT_SUBSCRIBER_CAPACITY
+from golive.ingest.keys import is_valid_stream_name
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    host: str = "0.0.0.0"
+    port: int = 1935
+    app: str = "live"  # the RTMP application publishers connect to: rtmp://host/live
+    # stream key (secret) -> public stream name; playback URLs only ever show the name
+    keys: dict[str, str] = field(default_factory=dict)
+    open: bool = False  # any key publishes; the public name is derived from the key
+    webhook_url: str | None = None  # nginx-rtmp style on_publish / on_unpublish
+    webhook_timeout: float = 5.0
+    rtmps_port: int = 1936
+    tls_cert: str | None = None  # RTMPS listener only when both cert and key are given
+    tls_key: str | None = None
+    handshake_timeout: float = 10.0  # seconds from accept until the publish is answered
+    idle_timeout: float = 30.0  # seconds without a byte from a connected client
+    max_connections: int = 2000
+    max_message_size: int = MAX_MESSAGE_SIZE
+    subscriber_capacity: int = DEFAULT_SUBSCRIBER_CAPACITY
+
+    def __post_init__(self) -> None:
+        for name in ("port", "rtmps_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"ingest.{name} must be a TCP port (0-65535), got {value}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("RTMPS needs both ingest.tls_cert and ingest.tls_key")
+        if not self.app or "/" in self.app:
+            raise ConfigError(f"ingest.app must be one path segment, got {self.app!r}")
+        if self.max_connections < 1:
+            raise ConfigError("ingest.max_connections must be at least 1")
+        names = list(self.keys.values())
+        if len(set(names)) != len(names):
+            raise ConfigError("two stream keys map to the same stream name")
+        for key, name in self.keys.items():
+            if not key:
+                raise ConfigError(f"stream {name!r} has an empty key")
+            if not is_valid_stream_name(name):
+                raise ConfigError(
+                    f"stream name {name!r} may only use letters, digits, '-', '_' and '.'"
+                )
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"http.port must be a TCP port (0-65535), got {self.port}")
+
+
+@dataclass(frozen=True)
+class Config:
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log_level: str = "INFO"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML file with optional [ingest], [http] tables and [ingest.keys]
+    (name = "secret" pairs, the same direction as `--key NAME=SECRET`)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    ingest = dict(raw.pop("ingest", {}))
+    http = dict(raw.pop("http", {}))
+    log_level = raw.pop("log_level", "INFO")
+    if raw:
+        raise ConfigError(f"unknown config sections: {', '.join(sorted(raw))}")
+    names_to_keys = ingest.pop("keys", {})
+    if not isinstance(names_to_keys, dict):
+        raise ConfigError("[ingest.keys] must map stream names to secret keys")
+    ingest["keys"] = {str(secret): str(name) for name, secret in names_to_keys.items()}
+    return Config(
+        ingest=_build(IngestConfig, ingest, "ingest"),
+        http=_build(HttpConfig, http, "http"),
+        log_level=str(log_level),
+    )
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from exc
+
+
+def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any]) -> Config:
+    """Apply command-line values (None means 'not given') over a loaded config."""
+    ingest = {k: v for k, v in ingest.items() if v is not None}
+    http = {k: v for k, v in http.items() if v is not None}
+    return replace(config, ingest=replace(config.ingest, **ingest),
+                   http=replace(config.http, **http))

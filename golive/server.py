@@ -1,0 +1,67 @@
+"""Composition root: builds every stage from a `Config` and runs them in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from golive.config import Config
+from golive.ingest.hub import Hub
+from golive.ingest.metrics import IngestMetrics
+from golive.ingest.server import IngestService
+from golive.origin.app import build_app
+
+log = logging.getLogger("golive")
+
+
+class Server:
+    """Everything golive runs, started and stopped together."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = IngestMetrics(self.registry)
+        self.hub = Hub(on_drop=self._count_drop)
+        self.ingest = IngestService(config.ingest, self.hub, self.metrics)
+        self.app = build_app(self.registry, self.hub)
+        self._runner: web.AppRunner | None = None
+        self.http_port = config.http.port
+
+    def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
+        self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
+
+    async def start(self) -> None:
+        await self.ingest.start()
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
+                           reuse_address=True)
+        await site.start()
+        server = site._server
+        if server is not None and server.sockets:  # port 0 means "any": learn which
+            self.http_port = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        await self.ingest.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def serve_forever(config: Config, on_started: Callable[[Server], None]) -> None:
+    server = Server(config)
+    await server.start()
+    on_started(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.close()

@@ -1,0 +1,430 @@
+"""The server side of one RTMP connection, sans-IO (h11/aioquic style).
+
+`receive_data(bytes)` returns events; `data_to_send()` returns the bytes to write back.
+Everything the protocol answers by itself (handshake, acknowledgements, pings, connect,
+createStream) is answered here; the one decision left to the application is whether a
+publish is allowed (`accept_publish` / `reject_publish`), because it needs the key table and
+perhaps a webhook. All state transitions live in this class; no clock, socket or asyncio.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from golive.media import MediaUnit, TrackKind
+
+from . import amf0
+from .chunk import DEFAULT_CHUNK_SIZE, ChunkDecoder, ChunkEncoder, ChunkLimits, RawMessage
+from .errors import AmfError, FlvError, LocalProtocolError, ProtocolError
+from .events import (
+    CodecConfigured,
+    Connected,
+    ConnectRejected,
+    Event,
+    HandshakeComplete,
+    MessageDropped,
+    MetadataReceived,
+    PlayRequested,
+    PublishRequested,
+    PublishStopped,
+)
+from .flv import (
+    AudioPacketType,
+    VideoPacketType,
+    aac_codec_string,
+    av1_codec_string,
+    avc_codec_string,
+    hevc_codec_string,
+    parse_audio,
+    parse_video,
+)
+from .handshake import ServerHandshake
+from .messages import (
+    CSID_COMMAND,
+    CSID_CONTROL,
+    CSID_STATUS,
+    MessageType,
+    PeerBandwidthLimit,
+    UserControl,
+    parse_u32,
+    parse_user_control,
+    set_peer_bandwidth,
+    u32,
+    user_control,
+)
+from .timestamps import TimestampUnwrapper
+
+DEFAULT_WINDOW_ACK_SIZE = 5_000_000  # what nginx-rtmp and FMS announce
+SERVER_CHUNK_SIZE = 4096
+MAX_STREAMS_PER_CONNECTION = 8  # createStream answers before refusing more
+
+_VIDEO = TrackKind.VIDEO
+_AUDIO = TrackKind.AUDIO
+_CODED_VIDEO = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
+_VIDEO_CONFIG = VideoPacketType.SEQUENCE_START
+_AUDIO_CODED = AudioPacketType.CODED_FRAMES
+_AUDIO_CONFIG = AudioPacketType.SEQUENCE_START
+# Audio codecs whose FLV stream carries no sequence header: their track is known from the
+# first frame.
+_AUDIO_WITHOUT_CONFIG = frozenset({"mp3", "pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_alaw",
+                                   "pcm_mulaw", "nellymoser", "adpcm_swf", "speex", "ac3",
+                                   "eac3"})
+_CODEC_STRINGS: dict[str, Callable[[bytes], str]] = {
+    "h264": avc_codec_string,
+    "hevc": hevc_codec_string,
+    "av1": av1_codec_string,
+    "aac": aac_codec_string,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    apps: frozenset[str] = frozenset({"live"})
+    window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE
+    chunk_limits: ChunkLimits = field(default_factory=ChunkLimits)
+
+
+class _State:
+    HANDSHAKE = "handshake"
+    AWAIT_CONNECT = "await-connect"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+class ServerConnection:
+    def __init__(
+        self,
+        config: ConnectionConfig | None = None,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config or ConnectionConfig()
+        self.state = _State.HANDSHAKE
+        self._handshake: ServerHandshake | None = ServerHandshake(random_bytes=random_bytes)
+        self._chunks = ChunkDecoder(self.config.chunk_limits)
+        self._writer = ChunkEncoder()
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self.app = ""
+        self.bytes_received = 0
+        self._ack_window = self.config.window_ack_size
+        self._acked = 0
+        self._next_stream_id = 1
+        self._streams: set[int] = set()
+        self.publishing_stream: int | None = None  # requested or accepted
+        self.publish_accepted = False
+        self.close_requested = False  # the app should flush data_to_send() and close
+        self.video_codec: str | None = None
+        self.audio_codec: str | None = None
+        self._video_config = b""
+        self._audio_config = b""
+        self._video_clock = TimestampUnwrapper()
+        self._audio_clock = TimestampUnwrapper()
+
+    # ---- input -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes from the peer; returns the events they complete, in order.
+
+        Raises a ProtocolError subclass when the peer broke the protocol; the connection is
+        unusable afterwards.
+        """
+        if self.state == _State.CLOSED:
+            raise LocalProtocolError("receive_data after the connection failed")
+        self.bytes_received += len(data)
+        events = self._events
+        try:
+            if self._handshake is not None:
+                data = self._receive_handshake(data)
+                if not data:
+                    return self._take_events()
+            for message in self._chunks.feed(data):
+                self._dispatch(message)
+        except ProtocolError:
+            self.state = _State.CLOSED
+            raise
+        if self.bytes_received - self._acked >= self._ack_window:
+            self._acked = self.bytes_received
+            self._send(CSID_CONTROL, MessageType.ACK, 0, u32(self.bytes_received))
+        return self._take_events() if events else []
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> bytes:
+        handshake = self._handshake
+        assert handshake is not None
+        used = handshake.receive_data(data)
+        out = handshake.data_to_send()
+        if out:
+            self._out.append(out)
+        if not handshake.complete:
+            return b""
+        self._handshake = None
+        self.state = _State.AWAIT_CONNECT
+        self._events.append(HandshakeComplete(digest=handshake.digest))
+        return bytes(data[used:])
+
+    def _dispatch(self, message: RawMessage) -> None:
+        type_id = message.type_id
+        # Media first: it is almost every message.
+        if type_id == 9:
+            if message.stream_id == self.publishing_stream:
+                self._video(message)
+            else:
+                self._drop("media_without_publish", f"video on stream {message.stream_id}")
+        elif type_id == 8:
+            if message.stream_id == self.publishing_stream:
+                self._audio(message)
+            else:
+                self._drop("media_without_publish", f"audio on stream {message.stream_id}")
+        elif type_id == MessageType.COMMAND_AMF0:
+            self._command(message)
+        elif type_id == MessageType.DATA_AMF0:
+            self._data(message)
+        elif type_id in (MessageType.COMMAND_AMF3, MessageType.DATA_AMF3,
+                         MessageType.SHARED_OBJECT_AMF3):
+            raise ProtocolError(
+                "AMF3 messages are not supported; publish with AMF0 (objectEncoding 0)",
+                kind="amf3",
+            )
+        elif type_id == MessageType.USER_CONTROL:
+            self._user_control(message.payload)
+        elif type_id == MessageType.WINDOW_ACK_SIZE:
+            window = parse_u32(message.payload)
+            if window:
+                self._ack_window = window
+        elif type_id in (MessageType.ACK, MessageType.SET_PEER_BANDWIDTH):
+            pass  # clients' acks and bandwidth hints need no answer
+        elif type_id == MessageType.AGGREGATE:
+            self._drop("aggregate", "aggregate messages are not supported")
+        else:
+            self._drop("unknown_message", f"message type {type_id}")
+
+    # ---- media -----------------------------------------------------------------------
+
+    def _video(self, message: RawMessage) -> None:
+        try:
+            tag = parse_video(message.payload)
+        except FlvError as exc:
+            self._drop("flv", str(exc))
+            return
+        packet_type = tag.packet_type
+        if packet_type in _CODED_VIDEO:
+            if tag.codec != self.video_codec:
+                self._drop("no_sequence_header", f"{tag.codec} frame before its sequence header")
+                return
+            dts = self._video_clock.unwrap(message.timestamp)
+            self._events.append(MediaUnit(_VIDEO, dts, dts + tag.composition_time,
+                                          tag.keyframe, tag.body.tobytes()))
+        elif packet_type == _VIDEO_CONFIG:
+            config = tag.body.tobytes()
+            # FFmpeg's AV1 muxer first sends an empty SequenceStart, then the real av1C.
+            if (config and config != self._video_config) or tag.codec != self.video_codec:
+                self.video_codec = tag.codec
+                self._video_config = config
+                self._events.append(self._codec_configured(_VIDEO, tag.codec, config))
+        # SequenceEnd, Metadata (colour info) and command frames carry no picture.
+
+    def _audio(self, message: RawMessage) -> None:
+        try:
+            tag = parse_audio(message.payload)
+        except FlvError as exc:
+            self._drop("flv", str(exc))
+            return
+        codec = tag.codec
+        if tag.packet_type == _AUDIO_CODED:
+            if codec != self.audio_codec:
+                if codec not in _AUDIO_WITHOUT_CONFIG:
+                    self._drop("no_sequence_header", f"{codec} frame before its sequence header")
+                    return
+                self.audio_codec = codec
+                self._audio_config = b""
+                self._events.append(CodecConfigured(_AUDIO, codec, b""))
+            dts = self._audio_clock.unwrap(message.timestamp)
+            self._events.append(MediaUnit(_AUDIO, dts, dts, True, tag.body.tobytes()))
+        elif tag.packet_type == _AUDIO_CONFIG:
+            config = tag.body.tobytes()
+            if config and (config != self._audio_config or codec != self.audio_codec):
+                self.audio_codec = codec
+                self._audio_config = config
+                self._events.append(self._codec_configured(_AUDIO, codec, config))
+
+    def _codec_configured(self, kind: TrackKind, codec: str, config: bytes) -> CodecConfigured:
+        describe = _CODEC_STRINGS.get(codec)
+        codec_string = ""
+        if describe is not None:
+            try:
+                codec_string = describe(config)
+            except (FlvError, ValueError, IndexError):
+                self._drop("codec_config", f"unreadable {codec} configuration record")
+        return CodecConfigured(kind, codec, config, codec_string)
+
+    # ---- commands --------------------------------------------------------------------
+
+    def _command(self, message: RawMessage) -> None:
+        values = amf0.decode_all(message.payload)
+        if not values or not isinstance(values[0], str):
+            raise AmfError("command message without a command name")
+        name = values[0]
+        txn = values[1] if len(values) > 1 and isinstance(values[1], float | int) else 0
+        args = values[2:]
+        if name == "connect":
+            self._connect(txn, args)
+            return
+        if self.state != _State.CONNECTED:
+            raise ProtocolError(f"{name[:64]!r} before connect", kind="sequence")
+        if name == "createStream":
+            self._create_stream(txn)
+        elif name == "publish":
+            self._publish(message.stream_id, args)
+        elif name in ("FCUnpublish", "closeStream"):
+            self._stop_publish(name)
+        elif name == "deleteStream":
+            # GStreamer's rtmp2sink puts the stream *name* here instead of the id.
+            target = args[1] if len(args) > 1 else None
+            if not isinstance(target, float | int) or int(target) == self.publishing_stream:
+                self._stop_publish(name)
+            self._streams.discard(int(target) if isinstance(target, float | int) else -1)
+        elif name in ("play", "play2"):
+            self._status(message.stream_id, "error", "NetStream.Play.Failed",
+                         "golive serves playback over HLS, not RTMP")
+            self.close_requested = True
+            self._events.append(PlayRequested(message.stream_id))
+        elif name in ("releaseStream", "FCPublish", "getStreamLength", "_checkbw"):
+            pass  # nginx-rtmp leaves these unanswered and every encoder copes
+        elif txn:
+            self._send_command(0, "_error", txn, None, {
+                "level": "error", "code": "NetConnection.Call.Failed",
+                "description": f"unknown command {name!r}"})
+
+    def _connect(self, txn: float | int, args: list[object]) -> None:
+        if self.state != _State.AWAIT_CONNECT:
+            raise ProtocolError("connect sent twice", kind="sequence")
+        props = args[0] if args and isinstance(args[0], dict) else {}
+        app = str(props.get("app", "")).split("?", 1)[0].strip("/")
+        tc_url = str(props.get("tcUrl", ""))
+        flash_ver = str(props.get("flashVer", ""))
+        fourccs = props.get("fourCcList")
+        fourcc_list = tuple(str(x) for x in fourccs) if isinstance(fourccs, list) else ()
+        self.app = app
+        if app not in self.config.apps:
+            self._send_command(0, "_error", txn, None, {
+                "level": "error", "code": "NetConnection.Connect.Rejected",
+                "description": f"unknown application {app[:64]!r}"})
+            self.close_requested = True
+            self._events.append(ConnectRejected(app))
+            return
+        self.state = _State.CONNECTED
+        self._send(CSID_CONTROL, MessageType.WINDOW_ACK_SIZE, 0, u32(self.config.window_ack_size))
+        self._send(CSID_CONTROL, MessageType.SET_PEER_BANDWIDTH, 0,
+                   set_peer_bandwidth(self.config.window_ack_size, PeerBandwidthLimit.DYNAMIC))
+        self._send(CSID_CONTROL, MessageType.SET_CHUNK_SIZE, 0, u32(SERVER_CHUNK_SIZE))
+        self._writer.chunk_size = SERVER_CHUNK_SIZE
+        self._send_command(0, "_result", txn,
+                           {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+                           {"level": "status", "code": "NetConnection.Connect.Success",
+                            "description": "Connection succeeded.", "objectEncoding": 0.0})
+        self._events.append(Connected(app, tc_url, flash_ver, fourcc_list))
+
+    def _create_stream(self, txn: float | int) -> None:
+        if len(self._streams) >= MAX_STREAMS_PER_CONNECTION:
+            raise ProtocolError("too many createStream calls", kind="streams")
+        stream_id = self._next_stream_id
+        self._next_stream_id += 1
+        self._streams.add(stream_id)
+        # FFmpeg requires exactly this shape: _result, txn, Null, Number.
+        self._send_command(0, "_result", txn, None, float(stream_id))
+
+    def _publish(self, stream_id: int, args: list[object]) -> None:
+        if self.publishing_stream is not None:
+            raise ProtocolError("a second publish on one connection", kind="sequence")
+        name = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+        publish_type = args[2] if len(args) > 2 and isinstance(args[2], str) else "live"
+        key, _, query = name.partition("?")
+        if not key:
+            self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
+            return
+        self.publishing_stream = stream_id
+        self._events.append(PublishRequested(stream_id, key, publish_type, query))
+
+    def _stop_publish(self, reason: str) -> None:
+        if self.publishing_stream is None:
+            return
+        stream_id = self.publishing_stream
+        self.publishing_stream = None
+        was_accepted, self.publish_accepted = self.publish_accepted, False
+        if was_accepted:
+            self._status(stream_id, "status", "NetStream.Unpublish.Success", "Stop publishing")
+        self._events.append(PublishStopped(stream_id, reason))
+
+    def _data(self, message: RawMessage) -> None:
+        try:
+            values = amf0.decode_all(message.payload)
+        except AmfError as exc:
+            self._drop("metadata", str(exc))
+            return
+        if values and values[0] == "@setDataFrame":
+            values = values[1:]
+        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+            self._events.append(MetadataReceived(message.stream_id, dict(values[1])))
+
+    def _user_control(self, payload: bytes) -> None:
+        parsed = parse_user_control(payload)
+        if parsed is None:
+            self._drop("user_control", "user control message too short")
+        elif parsed[0] == UserControl.PING_REQUEST:
+            self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
+                       user_control(UserControl.PING_RESPONSE, parsed[1]))
+
+    def _drop(self, kind: str, reason: str) -> None:
+        self._events.append(MessageDropped(kind, reason))
+
+    # ---- application decisions ---------------------------------------------------------
+
+    def accept_publish(self, stream_id: int, description: str = "Start publishing") -> None:
+        if stream_id != self.publishing_stream or self.publish_accepted:
+            raise LocalProtocolError(f"no publish pending on stream {stream_id}")
+        self.publish_accepted = True
+        self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
+                   user_control(UserControl.STREAM_BEGIN, stream_id))
+        self._status(stream_id, "status", "NetStream.Publish.Start", description)
+
+    def reject_publish(self, stream_id: int, code: str, description: str) -> None:
+        """Refuse with level "error" (OBS aborts on it) and ask to close: librtmp ignores
+        the status and would otherwise wait ~30 s on an open socket."""
+        if self.publishing_stream == stream_id:
+            self.publishing_stream = None
+        self._status(stream_id, "error", code, description)
+        self.close_requested = True
+
+    def send_ping(self, timestamp: int) -> None:
+        """Keepalive probe; a live client answers with a ping response."""
+        self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
+                   user_control(UserControl.PING_REQUEST, timestamp))
+
+    # ---- output ------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def _send(self, csid: int, type_id: int, stream_id: int, payload: bytes) -> None:
+        self._out.append(self._writer.encode(csid, 0, type_id, stream_id, payload))
+
+    def _send_command(self, stream_id: int, *values: object) -> None:
+        self._send(CSID_COMMAND, MessageType.COMMAND_AMF0, stream_id, amf0.encode(*values))
+
+    def _status(self, stream_id: int, level: str, code: str, description: str) -> None:
+        # Null, never Undefined, for the command object: FFmpeg cannot skip Undefined.
+        payload = amf0.encode("onStatus", 0.0, None,
+                              {"level": level, "code": code, "description": description})
+        self._send(CSID_STATUS, MessageType.COMMAND_AMF0, stream_id, payload)
+
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "ConnectionConfig", "ServerConnection"]
