@@ -213,7 +213,7 @@ class ServerConnection:
             self._drop("flv", str(exc))
             return
         packet_type = tag.packet_type
-        if packet_type in _CODED_VIDEO:
+        if packet_type in _CODED_VIDEO and not tag.is_command:
             if tag.codec != self.video_codec:
                 self._drop("no_sequence_header", f"{tag.codec} frame before its sequence header")
                 return
