@@ -120,6 +120,7 @@ class ServerConnection:
         self.audio_codec: str | None = None
         self._video_config = b""
         self._audio_config = b""
+        self._last_data = b""
         self._video_clock = TimestampUnwrapper()
         self._audio_clock = TimestampUnwrapper()
 
@@ -362,6 +363,10 @@ class ServerConnection:
         self._events.append(PublishStopped(stream_id, reason))
 
     def _data(self, message: RawMessage) -> None:
+        # GStreamer's flvmux re-sends identical metadata ~8 times a second: skip the decode.
+        if message.payload == self._last_data:
+            return
+        self._last_data = message.payload
         try:
             values = amf0.decode_all(message.payload)
         except AmfError as exc:
