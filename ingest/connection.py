@@ -141,8 +141,7 @@ class ServerConnection:
                 data = self._receive_handshake(data)
                 if not data:
                     return self._take_events()
-            for message in self._chunks.feed(data):
-                self._dispatch(message)
+            self._receive_messages(self._chunks.feed(data))
         except ProtocolError:
             self.state = _State.CLOSED
             raise
@@ -168,6 +167,35 @@ class ServerConnection:
         self.state = _State.AWAIT_CONNECT
         self._events.append(HandshakeComplete(digest=handshake.digest))
         return bytes(data[used:])
+
+    def _receive_messages(self, messages: list[RawMessage]) -> None:
+        # The common frames (legacy H.264 and AAC, ~all of a typical stream) are turned into
+        # units inline: this loop runs for every frame, and skipping the general tag parser
+        # and its views and objects halves the per-frame cost.
+        events = self._events
+        publishing = self.publishing_stream
+        h264 = self.video_codec == "h264"
+        aac = self.audio_codec == "aac"
+        for message in messages:
+            payload = message.payload
+            if message.stream_id == publishing and len(payload) > 2:
+                type_id = message.type_id
+                if type_id == 9:
+                    b0 = payload[0]
+                    if h264 and (b0 == 0x17 or b0 == 0x27) and payload[1] == 1 \
+                            and len(payload) > 5:
+                        dts = self._video_clock.unwrap(message.timestamp)
+                        pts = dts + int.from_bytes(payload[2:5], "big", signed=True)
+                        events.append(MediaUnit(_VIDEO, dts, pts, b0 == 0x17, payload[5:]))
+                        continue
+                elif type_id == 8 and aac and payload[0] >> 4 == 10 and payload[1] == 1:
+                    dts = self._audio_clock.unwrap(message.timestamp)
+                    events.append(MediaUnit(_AUDIO, dts, dts, True, payload[2:]))
+                    continue
+            self._dispatch(message)
+            publishing = self.publishing_stream
+            h264 = self.video_codec == "h264"
+            aac = self.audio_codec == "aac"
 
     def _dispatch(self, message: RawMessage) -> None:
         type_id = message.type_id
