@@ -29,6 +29,7 @@ MSG_ABORT = 2
 # Runs of at least this many continuation chunks take the bulk path (numpy's fixed cost is
 # a few microseconds, about what the general loop spends on 4-6 chunks).
 _BULK_MIN_CHUNKS = 6
+_MAX_HEADER = 18  # 3-byte basic header + 11-byte message header + 4-byte extended timestamp
 _U32 = 0xFFFFFFFF
 _EXTENDED = 0xFFFFFF
 
@@ -77,29 +78,55 @@ class ChunkDecoder:
     def __init__(self, limits: ChunkLimits | None = None) -> None:
         self.limits = limits or ChunkLimits()
         self.chunk_size = DEFAULT_CHUNK_SIZE
-        self._tail = b""  # an incomplete chunk left over from the last call
+        self._held: list[bytes] = []  # an incomplete chunk left over from earlier reads
+        self._held_len = 0
+        self._need = 0  # bytes the held chunk needs in all, when its header said
         self._streams: dict[int, _ChunkStream] = {}
         self._pending = 0
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes held by the decoder: a partial chunk plus incomplete messages."""
-        return len(self._tail) + self._pending
+        return self._held_len + self._pending
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RawMessage]:
         """Parse `data`; return every message it completes, in arrival order."""
-        if self._tail:
-            buf = self._tail + bytes(data)
-        else:
-            buf = bytes(data) if not isinstance(data, bytes) else data
+        if not isinstance(data, bytes):
+            data = bytes(data)
         out: list[RawMessage] = []
-        pos = self._parse(buf, out)
-        self._tail = buf[pos:]
+        if not self._held:
+            self._keep(data, self._parse(data, out, 0))
+            return out
+        # A chunk straddles the previous read. Join only what completes it, not the whole
+        # new read, and do not rescan at all while a large chunk is still arriving.
+        self._held.append(data)
+        self._held_len += len(data)
+        if self._held_len < self._need:
+            return out
+        head = b"".join(self._held[:-1])
+        take = self._need - len(head) if self._need else self.chunk_size + _MAX_HEADER
+        joined = head + data[:take]
+        pos = self._parse(joined, out, 0)
+        if pos >= len(head):
+            self._keep(data, self._parse(data, out, pos - len(head)))
+        else:
+            self._held = [joined[pos:], data[len(joined) - len(head) :]]
+            self._held_len = len(self._held[0]) + len(self._held[1])
         return out
 
-    def _parse(self, buf: bytes, out: list[RawMessage]) -> int:
+    def _keep(self, data: bytes, pos: int) -> None:
+        rest = data[pos:]
+        self._held = [rest] if rest else []
+        self._held_len = len(rest)
+
+    def _parse(self, buf: bytes, out: list[RawMessage], pos: int) -> int:
+        """Parse whole chunks from `pos`; return where the first incomplete one starts.
+
+        Sets `_need` to the bytes (from that position) the incomplete chunk needs, when its
+        header says, else 0.
+        """
+        self._need = 0
         n = len(buf)
-        pos = 0
         streams = self._streams
         limits = self.limits
         from_bytes = int.from_bytes
@@ -194,6 +221,7 @@ class ChunkDecoder:
             size = remaining if remaining < self.chunk_size else self.chunk_size
             end = h + size
             if end > n:
+                self._need = end - pos
                 break
             # The whole chunk is here: commit the header state and take the payload.
             pos = end

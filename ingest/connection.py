@@ -115,6 +115,7 @@ class ServerConnection:
         self._streams: set[int] = set()
         self.publishing_stream: int | None = None  # requested or accepted
         self.publish_accepted = False
+        self._publish_requested: int | None = None
         self.close_requested = False  # the app should flush data_to_send() and close
         self.video_codec: str | None = None
         self.audio_codec: str | None = None
@@ -378,6 +379,8 @@ class ServerConnection:
             self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
             return
         self.publishing_stream = stream_id
+        self._publish_requested = stream_id
+        self.publish_accepted = False
         self._events.append(PublishRequested(stream_id, key, publish_type, query))
 
     def _stop_publish(self, reason: str) -> None:
@@ -419,8 +422,12 @@ class ServerConnection:
     # ---- application decisions ---------------------------------------------------------
 
     def accept_publish(self, stream_id: int, description: str = "Start publishing") -> None:
-        if stream_id != self.publishing_stream or self.publish_accepted:
+        # The decision may come after events that followed the request in the same read
+        # (a pipelining client's whole session can arrive at once): answer the request even
+        # if the publication already stopped; its PublishStopped event is still queued.
+        if stream_id != self._publish_requested or self.publish_accepted:
             raise LocalProtocolError(f"no publish pending on stream {stream_id}")
+        self._publish_requested = None
         self.publish_accepted = True
         self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
                    user_control(UserControl.STREAM_BEGIN, stream_id))
@@ -431,6 +438,7 @@ class ServerConnection:
         the status and would otherwise wait ~30 s on an open socket."""
         if self.publishing_stream == stream_id:
             self.publishing_stream = None
+        self._publish_requested = None
         self._status(stream_id, "error", code, description)
         self.close_requested = True
 
