@@ -86,14 +86,20 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    ingest = dict(raw.pop("ingest", {}))
-    http = dict(raw.pop("http", {}))
+    ingest = raw.pop("ingest", {})
+    http = raw.pop("http", {})
+    for section, table in (("ingest", ingest), ("http", http)):
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table of settings")
     log_level = raw.pop("log_level", "INFO")
     if raw:
         raise ConfigError(f"unknown config sections: {', '.join(sorted(raw))}")
     names_to_keys = ingest.pop("keys", {})
     if not isinstance(names_to_keys, dict):
         raise ConfigError("[ingest.keys] must map stream names to secret keys")
+    secrets = [str(secret) for secret in names_to_keys.values()]
+    if len(set(secrets)) != len(secrets):
+        raise ConfigError("[ingest.keys]: one secret key is given to two streams")
     ingest["keys"] = {str(secret): str(name) for name, secret in names_to_keys.items()}
     return Config(
         ingest=_build(IngestConfig, ingest, "ingest"),
@@ -102,11 +108,29 @@ def load_config(path: str | Path) -> Config:
     )
 
 
+# TOML value types accepted per annotation (bool is an int in Python: keep them apart).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "str | None": (str,),
+    "dict[str, str]": (dict,),
+}
+
+
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
+    types = {f.name: f.type for f in fields(cls)}
+    unknown = set(values) - set(types)
     if unknown:
         raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}")
+    for name, value in values.items():
+        accepted = _TYPES.get(str(types[name]), (object,))
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise ConfigError(
+                f"{section}.{name} must be {str(types[name]).replace(' | None', '')}, "
+                f"got {value!r}"
+            )
     try:
         return cls(**values)
     except TypeError as exc:

@@ -162,11 +162,14 @@ class ChunkDecoder:
             if fmt == 3:
                 if cs.extended:
                     # Extended timestamp on a type 3 chunk: FFmpeg repeats it, OBS does not.
-                    # Consume the 4 bytes only when they equal the field (SRS's heuristic).
-                    if h + 4 > n:
+                    # Consume the 4 bytes only when they equal the field (SRS's heuristic);
+                    # wait for more only while what is here could still be that field.
+                    field_bytes = cs.delta.to_bytes(4, "big")
+                    if h + 4 <= n:
+                        if buf[h : h + 4] == field_bytes:
+                            h += 4
+                    elif buf[h:n] == field_bytes[: n - h]:
                         break
-                    if from_bytes(buf[h : h + 4], "big") == cs.delta:
-                        h += 4
                 if new_message:
                     timestamp = (cs.timestamp + cs.delta) & _U32
                     length = cs.length

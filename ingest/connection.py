@@ -9,7 +9,9 @@ perhaps a webhook. All state transitions live in this class; no clock, socket or
 
 from __future__ import annotations
 
+import math
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,7 +117,10 @@ class ServerConnection:
         self._streams: set[int] = set()
         self.publishing_stream: int | None = None  # requested or accepted
         self.publish_accepted = False
-        self._publish_requested: int | None = None
+        # Publish requests not yet answered, oldest first, as (stream id, serial): a
+        # pipelining client can send publish, FCUnpublish and publish again in one read.
+        self._publish_requests: deque[tuple[int, int]] = deque()
+        self._publish_serial = 0
         self.close_requested = False  # the app should flush data_to_send() and close
         self.video_codec: str | None = None
         self.audio_codec: str | None = None
@@ -253,7 +258,7 @@ class ServerConnection:
         elif packet_type == _VIDEO_CONFIG:
             config = tag.body.tobytes()
             # FFmpeg's AV1 muxer first sends an empty SequenceStart, then the real av1C.
-            if (config and config != self._video_config) or tag.codec != self.video_codec:
+            if config and (config != self._video_config or tag.codec != self.video_codec):
                 self.video_codec = tag.codec
                 self._video_config = config
                 self._events.append(self._codec_configured(_VIDEO, tag.codec, config))
@@ -316,9 +321,11 @@ class ServerConnection:
         elif name == "deleteStream":
             # GStreamer's rtmp2sink puts the stream *name* here instead of the id.
             target = args[1] if len(args) > 1 else None
-            if not isinstance(target, float | int) or int(target) == self.publishing_stream:
+            stream_id = int(target) if isinstance(target, float | int) and math.isfinite(
+                target) else None
+            if stream_id is None or stream_id == self.publishing_stream:
                 self._stop_publish(name)
-            self._streams.discard(int(target) if isinstance(target, float | int) else -1)
+            self._streams.discard(stream_id if stream_id is not None else -1)
         elif name in ("play", "play2"):
             self._status(message.stream_id, "error", "NetStream.Play.Failed",
                          "golive serves playback over HLS, not RTMP")
@@ -379,7 +386,8 @@ class ServerConnection:
             self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
             return
         self.publishing_stream = stream_id
-        self._publish_requested = stream_id
+        self._publish_serial += 1
+        self._publish_requests.append((stream_id, self._publish_serial))
         self.publish_accepted = False
         self._events.append(PublishRequested(stream_id, key, publish_type, query))
 
@@ -425,9 +433,11 @@ class ServerConnection:
         # The decision may come after events that followed the request in the same read
         # (a pipelining client's whole session can arrive at once): answer the request even
         # if the publication already stopped; its PublishStopped event is still queued.
-        if stream_id != self._publish_requested or self.publish_accepted:
+        if not self._publish_requests or self._publish_requests[0][0] != stream_id:
             raise LocalProtocolError(f"no publish pending on stream {stream_id}")
-        self._publish_requested = None
+        _, serial = self._publish_requests.popleft()
+        self.publish_accepted = serial == self._publish_serial and \
+            self.publishing_stream == stream_id
         self.publish_accepted = True
         self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
                    user_control(UserControl.STREAM_BEGIN, stream_id))
@@ -436,9 +446,10 @@ class ServerConnection:
     def reject_publish(self, stream_id: int, code: str, description: str) -> None:
         """Refuse with level "error" (OBS aborts on it) and ask to close: librtmp ignores
         the status and would otherwise wait ~30 s on an open socket."""
-        if self.publishing_stream == stream_id:
-            self.publishing_stream = None
-        self._publish_requested = None
+        if self._publish_requests and self._publish_requests[0][0] == stream_id:
+            _, serial = self._publish_requests.popleft()
+            if serial == self._publish_serial:
+                self.publishing_stream = None
         self._status(stream_id, "error", code, description)
         self.close_requested = True
 

@@ -49,29 +49,48 @@ class Subscription:
         # Start at a keyframe when there is video; before any track is known the encoder's
         # first video frame is a keyframe anyway.
         self._skipping = TrackKind.VIDEO in stream.tracks
+        self._lagging = False  # skipping because it fell behind (counted), not because new
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._on_drop = on_drop
 
     def _push(self, item: Item) -> None:
-        if self._skipping:
-            if not (type(item) is MediaUnit and item.keyframe and item.kind is TrackKind.VIDEO):
-                if type(item) is MediaUnit:
-                    self._lose(1)
-                else:
-                    self._queue.append(item)  # track changes are never dropped
-                return
-            self._skipping = False
-        if len(self._queue) >= self.capacity:
-            lost = sum(1 for queued in self._queue if type(queued) is MediaUnit) + 1
-            tracks = [queued for queued in self._queue if type(queued) is not MediaUnit]
-            self._queue.clear()
-            self._queue.extend(tracks)
-            self._skipping = TrackKind.VIDEO in self.stream.tracks
-            self._lose(lost)
+        queue = self._queue
+        if type(item) is MediaUnit:
             if self._skipping:
-                return
-        self._queue.append(item)
+                if not (item.keyframe and item.kind is TrackKind.VIDEO):
+                    if self._lagging:
+                        self._lose(1)
+                    return
+                self._skipping = self._lagging = False
+            if len(queue) >= self.capacity:
+                self._overflow()
+                if self._skipping and not (item.keyframe and item.kind is TrackKind.VIDEO):
+                    self._lose(1)
+                    self._wake()
+                    return
+                self._skipping = self._lagging = False
+        elif len(queue) >= self.capacity:
+            self._overflow()  # track changes are never dropped
+        queue.append(item)
+        self._wake()
+
+    def _overflow(self) -> None:
+        """Empty the buffer but for the newest track of each kind; skip to a keyframe."""
+        tracks: dict[TrackKind, Track] = {}
+        lost = 0
+        for queued in self._queue:
+            if type(queued) is MediaUnit:
+                lost += 1
+            else:
+                tracks[queued.kind] = queued
+        self._queue.clear()
+        self._queue.extend(tracks.values())
+        self._skipping = self._lagging = TrackKind.VIDEO in self.stream.tracks
+        if lost:
+            self._lose(lost)
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -83,9 +102,7 @@ class Subscription:
 
     def _close(self) -> None:
         self._closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     @property
     def pending(self) -> int:
@@ -149,7 +166,7 @@ class LiveStream:
 
     def push(self, unit: MediaUnit) -> None:
         self.units_in += 1
-        for subscription in self._subscribers:
+        for subscription in tuple(self._subscribers) if self._subscribers else ():
             subscription._push(unit)
 
     def subscribe(self, name: str, capacity: int = DEFAULT_SUBSCRIBER_CAPACITY) -> Subscription:
