@@ -40,9 +40,9 @@ __all__ = [
     "StreamCreated",
 ]
 
-DEFAULT_FLASH_VER = "FMLE/3.0 (compatible; golive)"
 # Servers tell FMLE-style publishers apart by this prefix (nginx-rtmp, Wowza); FFmpeg and OBS
 # both send it.
+DEFAULT_FLASH_VER = "FMLE/3.0 (compatible; golive)"
 
 # Chunk stream ids as FFmpeg's publisher uses them (CONFORMANCE.md): a server that only works
 # with one client's choice of ids is caught by tests that speak like that client.

@@ -386,6 +386,12 @@ class ServerConnection:
             self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
             return
         self.publishing_stream = stream_id
+        # Each publication starts from its own sequence headers and clock: an encoder that
+        # republishes on the same connection resends identical headers that must count.
+        self.video_codec = self.audio_codec = None
+        self._video_config = self._audio_config = b""
+        self._video_clock = TimestampUnwrapper()
+        self._audio_clock = TimestampUnwrapper()
         self._publish_serial += 1
         self._publish_requests.append((stream_id, self._publish_serial))
         self.publish_accepted = False

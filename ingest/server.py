@@ -125,10 +125,11 @@ class IngestService:
         name = self.keys.lookup(request.key)
         return (name, "") if name else (None, "unknown stream key")
 
-    def notify_unpublished(self, stream: LiveStream, client: str) -> None:
+    def notify_unpublished(self, stream: LiveStream, key: str, client: str) -> None:
         if self.webhook is not None:
-            form = {"call": "unpublish", "app": self.config.app, "stream": stream.name,
-                    "addr": client}
+            # nginx-rtmp's on_publish_done form: the operator's service knows streams by key.
+            form = {"call": "publish_done", "app": self.config.app, "name": key,
+                    "stream": stream.name, "addr": client}
             task = asyncio.get_running_loop().create_task(self.webhook.on_unpublish(form))
             _background.add(task)
             task.add_done_callback(_background.discard)
@@ -150,6 +151,7 @@ class RtmpProtocol(asyncio.Protocol):
         self.last_rx = self.started
         self.stream: LiveStream | None = None
         self.connected: Connected | None = None
+        self._key = ""
         self._backlog: list[Any] = []  # events (and raw reads) waiting behind an async step
         self._waiting = False
         self._pending_tracks: dict[TrackKind, CodecConfigured] = {}
@@ -257,8 +259,10 @@ class RtmpProtocol(asyncio.Protocol):
             self.service.metrics.handshakes.labels("digest" if event.digest else "simple").inc()
         elif isinstance(event, ConnectRejected):
             self.service.metrics.publish_refused.labels("unknown_app").inc()
-            log.warning("rtmp %s: refused connect to unknown application %r", self.client,
-                        event.app[:64])
+            # Only the first path segment: a key pasted into the server URL must not be logged.
+            log.warning("rtmp %s: refused connect to unknown application %r (the server URL "
+                        "must end in /%s; the key goes in the Stream Key field)", self.client,
+                        event.app.split("/", 1)[0][:64], self.service.config.app)
             self._result = "refused"
         elif isinstance(event, PlayRequested):
             log.warning("rtmp %s: refused RTMP play (playback is HLS)", self.client)
@@ -319,6 +323,7 @@ class RtmpProtocol(asyncio.Protocol):
             log.info("rtmp %s stream=%s: takes over from %s", self.client, name, previous.client)
             previous.abort("replaced by a new publisher with the same key")
         self.core.accept_publish(request.stream_id)
+        self._key = request.key  # only for the webhook's publish_done call; never logged
         self.stream = service.hub.start(name, self.client)
         self.stream.metadata = dict(self._metadata)
         service.publishers[name] = self
@@ -422,7 +427,7 @@ class RtmpProtocol(asyncio.Protocol):
         service.hub.end(stream)
         service.metrics.publishers.dec()
         service.metrics.forget_stream(stream.name)
-        service.notify_unpublished(stream, self.client)
+        service.notify_unpublished(stream, self._key, self.client)
         log.info("rtmp %s stream=%s: publishing ended (%s) after %.1f s, %d bytes", self.client,
                  stream.name, reason, time.time() - stream.started_at, stream.bytes_in)
 
