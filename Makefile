@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/golive serve $(ARGS)
 
-## test: the whole test suite (what CI runs)
+## test: the whole test suite (what CI runs). The ffmpeg CLI is installed when possible for
+## the tests that publish with it; without it they skip and say why.
 test: $(STAMP)
+	-@$(MAKE) --no-print-directory ffmpeg
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -28,14 +30,14 @@ lint: $(STAMP)
 ## ffmpeg: the ffmpeg CLI, for the tests that publish with it (Debian package)
 ffmpeg:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq ffmpeg >/dev/null; fi; }
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; fi; }
 
 ## bench-deps: reference servers for the benchmarks (nginx with the RTMP module)
 bench-deps:
 	@command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; fi; }
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; fi; }
 
 ## bench: every benchmark, one table
 bench: $(STAMP) bench-deps
