@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import socket
@@ -13,7 +12,7 @@ import click
 from golive import __version__
 from golive.config import Config, ConfigError, IngestConfig, load_config, with_overrides
 from golive.ingest.keys import is_valid_stream_name
-from golive.server import Server, serve_forever
+from golive.server import Server, run_event_loop, serve_forever
 
 
 def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
@@ -93,7 +92,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
     level = (log_level or config.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve_forever(config, lambda server: _banner(server, generated)))
+        run_event_loop(serve_forever(config, lambda server: _banner(server, generated)))
     except OSError as exc:  # typically: the port is taken
         click.echo(f"golive: cannot start: {exc}", err=True)
         sys.exit(1)

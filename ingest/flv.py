@@ -323,6 +323,30 @@ def aac_codec_string(asc: BytesLike) -> str:
     return f"mp4a.40.{aot}"
 
 
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
+              8000, 7350)
+_AAC_CHANNELS = (0, 1, 2, 3, 4, 5, 6, 8)
+
+
+def aac_rate_and_channels(asc: BytesLike) -> tuple[int, int] | None:
+    """(sample rate, channels) of a plain AAC AudioSpecificConfig (ISO 14496-3 1.6.2.1).
+
+    None when the header alone does not settle what a decoder outputs: SBR/PS object types
+    (HE-AAC doubles the rate), channel layouts given by a program config element, escapes.
+    The caller then decodes a frame instead.
+    """
+    if len(asc) < 2:
+        return None
+    aot = asc[0] >> 3
+    rate_index = ((asc[0] & 0x07) << 1) | (asc[1] >> 7)
+    channel_config = (asc[1] >> 3) & 0x0F
+    if aot not in (1, 2, 3, 4) or rate_index >= len(_AAC_RATES):
+        return None
+    if not 0 < channel_config < len(_AAC_CHANNELS):
+        return None
+    return _AAC_RATES[rate_index], _AAC_CHANNELS[channel_config]
+
+
 def hevc_codec_string(hvcc: BytesLike) -> str:
     """hvc1.<space><profile>.<compat>.<tier><level>[.<constraints>] per ISO/IEC 14496-15 E.3."""
     if len(hvcc) < 13 or hvcc[0] != 1:

@@ -13,14 +13,14 @@ import logging
 import ssl
 import time
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 from golive.config import IngestConfig
 from golive.media import MediaUnit, Track, TrackKind
 
 from .chunk import ChunkLimits
 from .connection import ConnectionConfig, ServerConnection
-from .demux import probe_audio, probe_video
+from .demux import probe_audio, probe_video, video_geometry
 from .errors import ProtocolError
 from .events import (
     CodecConfigured,
@@ -33,6 +33,7 @@ from .events import (
     PublishRequested,
     PublishStopped,
 )
+from .flv import aac_rate_and_channels
 from .hub import Hub, LiveStream
 from .keys import KeyTable, is_valid_stream_name, open_mode_name
 from .metrics import IngestMetrics
@@ -42,6 +43,9 @@ log = logging.getLogger("golive.ingest")
 
 _VIDEO = TrackKind.VIDEO
 _SWEEP_INTERVAL = 1.0
+# asyncio's default of 100 made hundreds of encoders reconnecting at once (after a network
+# blip) wait for SYN retransmits; the kernel caps it at net.core.somaxconn anyway.
+LISTEN_BACKLOG = 1024
 
 
 class IngestService:
@@ -68,7 +72,8 @@ class IngestService:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: RtmpProtocol(self), self.config.host,
-                                          self.config.port, reuse_address=True)
+                                          self.config.port, reuse_address=True,
+                                          backlog=LISTEN_BACKLOG)
         self._servers.append(server)
         self.rtmp_port = server.sockets[0].getsockname()[1]
         if self.config.tls_cert and self.config.tls_key:
@@ -76,7 +81,7 @@ class IngestService:
             context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
             tls = await loop.create_server(
                 lambda: RtmpProtocol(self, secure=True), self.config.host,
-                self.config.rtmps_port, ssl=context, reuse_address=True,
+                self.config.rtmps_port, ssl=context, reuse_address=True, backlog=LISTEN_BACKLOG,
                 ssl_handshake_timeout=self.config.handshake_timeout)
             self._servers.append(tls)
             self.rtmps_port = tls.sockets[0].getsockname()[1]
@@ -163,8 +168,8 @@ class RtmpProtocol(asyncio.Protocol):
     # ---- asyncio callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         service = self.service
@@ -221,8 +226,12 @@ class RtmpProtocol(asyncio.Protocol):
                 if event.kind in self._pending_tracks:
                     if event.kind is _VIDEO and not event.keyframe:
                         continue  # a track starts at a keyframe: nothing before it decodes
-                    self._wait(self._probe(event), events, index + 1)
-                    break
+                    track = self._track_from_headers(event)
+                    if track is None:
+                        self._wait(self._probe(event), events, index + 1)
+                        break
+                    self._start_track(track, event)
+                    continue
                 stream.push(event)
                 units[event.kind] += 1
                 continue
@@ -334,10 +343,27 @@ class RtmpProtocol(asyncio.Protocol):
         log.info("rtmp %s stream=%s: publishing (%s)", self.client, name,
                  "rtmps" if self.secure else "rtmp")
 
+    def _track_from_headers(self, unit: MediaUnit) -> Track | None:
+        """Complete a track without decoding, when the headers tell enough (the common
+        case: libavcodec's parsers for video, the AudioSpecificConfig for AAC)."""
+        config = self._pending_tracks[unit.kind]
+        if unit.kind is _VIDEO:
+            video = video_geometry(config.codec, config.extradata, unit.data)
+            if video is None:
+                return None
+            return Track(unit.kind, config.codec, config.extradata,
+                         codec_string=config.codec_string, width=video.width,
+                         height=video.height, pix_fmt=video.pix_fmt,
+                         frame_rate=_frame_rate(self._metadata))
+        audio = aac_rate_and_channels(config.extradata) if config.codec == "aac" else None
+        if audio is None:
+            return None
+        return Track(unit.kind, config.codec, config.extradata,
+                     codec_string=config.codec_string, sample_rate=audio[0], channels=audio[1])
+
     async def _probe(self, unit: MediaUnit) -> None:
-        """Complete a track from its first unit: PyAV decodes it in a worker thread."""
-        config = self._pending_tracks.pop(unit.kind)
-        metadata = self._metadata
+        """Complete a track by decoding its first unit with PyAV in a worker thread."""
+        config = self._pending_tracks[unit.kind]
         track = Track(unit.kind, config.codec, config.extradata, codec_string=config.codec_string)
         try:
             if unit.kind is _VIDEO:
@@ -346,7 +372,7 @@ class RtmpProtocol(asyncio.Protocol):
                 track = Track(unit.kind, config.codec, config.extradata,
                               codec_string=config.codec_string, width=video.width,
                               height=video.height, pix_fmt=video.pix_fmt,
-                              frame_rate=_frame_rate(metadata))
+                              frame_rate=_frame_rate(self._metadata))
             else:
                 audio = await asyncio.to_thread(probe_audio, config.codec, config.extradata,
                                                 unit.data)
@@ -357,10 +383,14 @@ class RtmpProtocol(asyncio.Protocol):
             self.service.metrics.protocol_errors.labels("probe").inc()
             log.warning("rtmp %s stream=%s: could not probe %s (%s); using what the "
                         "publisher declared", self.client, self._stream_name(), config.codec, exc)
-            track = _declared_track(track, metadata)
+            track = _declared_track(track, self._metadata)
+        if self.stream is not None and not self._closed:
+            self._start_track(track, unit)
+
+    def _start_track(self, track: Track, unit: MediaUnit) -> None:
         stream = self.stream
-        if stream is None or self._closed:
-            return
+        assert stream is not None
+        del self._pending_tracks[unit.kind]
         stream.set_track(track)
         log.info("rtmp %s stream=%s: %s track %s", self.client, stream.name, unit.kind.value,
                  _describe(track))

@@ -21,6 +21,17 @@ from golive.server import Server
 MakeServer = Callable[..., Awaitable[Server]]
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests run on the loop `golive serve` runs on: uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return {"asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
+
+
 @pytest.fixture
 async def make_server() -> AsyncIterator[MakeServer]:
     """`await make_server(**ingest_settings)`: a started Server on free loopback ports,

@@ -51,10 +51,16 @@ def mp4_samples() -> dict[str, tuple[bytes, bytes]]:
     return samples
 
 
+def _size(probed: ProbedVideo) -> tuple[int, int]:
+    # The parser path knows the size but not always the pixel format; a decode knows both.
+    assert probed.pix_fmt in (None, "yuv420p")
+    return probed.width, probed.height
+
+
 def test_probe_video_h264(mp4_samples: dict[str, tuple[bytes, bytes]]) -> None:
     extradata, keyframe = mp4_samples["h264"]
     assert extradata[0] == 1  # an avcC, not Annex B
-    assert probe_video("h264", extradata, keyframe) == ProbedVideo(320, 240, "yuv420p")
+    assert _size(probe_video("h264", extradata, keyframe)) == (320, 240)
 
 
 def test_probe_audio_aac(mp4_samples: dict[str, tuple[bytes, bytes]]) -> None:
@@ -92,7 +98,7 @@ def test_probe_real_obs_keyframe() -> None:
     assert len(message) == 100392  # trace: Video #2
     tag = parse_video(message)
     assert tag.keyframe
-    assert probe_video("h264", avcc, bytes(tag.body)) == ProbedVideo(1280, 720, "yuv420p")
+    assert _size(probe_video("h264", avcc, bytes(tag.body))) == (1280, 720)
 
 
 def test_probe_real_hevc_keyframe() -> None:
@@ -102,7 +108,7 @@ def test_probe_real_hevc_keyframe() -> None:
     message = reassemble(data, data.index(b"\x93hvc1", seq_at))
     assert len(message) == 39688  # trace: Video #3
     tag = parse_video(message)
-    assert probe_video("hevc", hvcc, bytes(tag.body)) == ProbedVideo(426, 240, "yuv420p")
+    assert _size(probe_video("hevc", hvcc, bytes(tag.body))) == (426, 240)
 
 
 def test_probe_real_av1_keyframe() -> None:
@@ -111,7 +117,7 @@ def test_probe_real_av1_keyframe() -> None:
     av1c = bytes(parse_video(data[seq_at : seq_at + 22]).body)
     tag = parse_video(reassemble(data, data.index(b"\x91av01", seq_at)))
     assert tag.keyframe
-    assert probe_video("av1", av1c, bytes(tag.body)) == ProbedVideo(426, 240, "yuv420p")
+    assert _size(probe_video("av1", av1c, bytes(tag.body))) == (426, 240)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from golive.ingest.flv import (
     VideoPacketType,
     VideoTag,
     aac_codec_string,
+    aac_rate_and_channels,
     av1_codec_string,
     avc_codec_string,
     hevc_codec_string,
@@ -492,3 +493,21 @@ def test_fuzz_codec_strings_raise_only_flv_error(data: bytes) -> None:
     for func in (avc_codec_string, aac_codec_string, hevc_codec_string, av1_codec_string):
         with contextlib.suppress(FlvError):
             assert func(data).isascii()
+
+
+@pytest.mark.parametrize(
+    ("asc_hex", "expected"),
+    [
+        ("1190", (48000, 2)),  # AAC-LC, index 3, stereo: the captures' config
+        ("1210", (44100, 2)),  # AAC-LC, index 4, stereo
+        ("1188", (48000, 1)),  # AAC-LC, index 3, mono
+        ("15b0", (8000, 6)),  # AAC-LC, index 11, 5.1 (config 6)
+        ("1198", (48000, 3)),  # config 3: front centre + stereo pair
+        ("2b92", None),  # HE-AAC (object type 5): the SBR output rate is not in these bits
+        ("1180", None),  # channel config 0: layout given by a program config element
+        ("17c0", None),  # sampling index 15: explicit 24-bit rate, left to the decoder
+        ("11", None),  # truncated
+    ],
+)
+def test_aac_rate_and_channels(asc_hex: str, expected: tuple[int, int] | None) -> None:
+    assert aac_rate_and_channels(bytes.fromhex(asc_hex)) == expected
