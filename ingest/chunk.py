@@ -26,9 +26,9 @@ MAX_PENDING_BYTES = 16 << 20  # bytes held in incomplete messages across all chu
 MSG_SET_CHUNK_SIZE = 1
 MSG_ABORT = 2
 
-# Runs of at least this many continuation chunks take the bulk path (numpy's fixed cost is
-# a few microseconds, about what the general loop spends on 4-6 chunks).
-_BULK_MIN_CHUNKS = 6
+# Runs of continuation chunks at least this long are copied out with numpy: its fixed cost
+# of a few microseconds beats slicing chunk by chunk from about this many on.
+_NUMPY_MIN_CHUNKS = 24
 _MAX_HEADER = 18  # 3-byte basic header + 11-byte message header + 4-byte extended timestamp
 _U32 = 0xFFFFFFFF
 _EXTENDED = 0xFFFFFF
@@ -242,8 +242,7 @@ class ChunkDecoder:
                 cs.parts = [buf[h:end]]
                 cs.received = size
                 self._pending += size
-                if (csid < 64 and not cs.extended
-                        and length - size >= _BULK_MIN_CHUNKS * self.chunk_size):
+                if csid < 64 and not cs.extended and length - size > self.chunk_size:
                     pos = self._take_continuations(buf, pos, csid, cs)
                     if cs.received == length:
                         self._complete(cs, csid, out)
@@ -251,8 +250,7 @@ class ChunkDecoder:
             cs.parts.append(buf[h:end])
             cs.received += size
             self._pending += size
-            if (csid < 64 and not cs.extended
-                    and cs.length - cs.received >= _BULK_MIN_CHUNKS * self.chunk_size):
+            if csid < 64 and not cs.extended and cs.length - cs.received > self.chunk_size:
                 pos = self._take_continuations(buf, pos, csid, cs)
             if cs.received == cs.length:
                 self._complete(cs, csid, out)
@@ -262,34 +260,49 @@ class ChunkDecoder:
         return pos
 
     def _take_continuations(self, buf: bytes, pos: int, csid: int, cs: _ChunkStream) -> int:
-        """Take a run of full-size type 3 continuation chunks of `csid` in one step.
+        """Take a run of type 3 continuation chunks of `csid` in one step.
 
-        A large frame sent with small chunks (GStreamer and librtmp keep 128 bytes) is a
-        regular grid of 1-byte headers and payloads; checking the headers with one strided
-        slice and copying the payloads out with one numpy reshape costs far less than a
-        Python iteration per chunk. Anything irregular (interleaving, extended timestamps,
-        the message's last, shorter chunk) is left to the general loop.
+        A frame larger than the chunk size is, unless another chunk stream interleaves, a
+        regular grid of 1-byte headers and payloads. One strided slice checks all headers
+        and the payloads come out as slices (or, for long runs as GStreamer's 128-byte
+        chunks make, one numpy reshape): far cheaper than a loop iteration per chunk.
+        Anything irregular (interleaving, extended timestamps) is left to the general loop.
         """
         size = self.chunk_size
         stride = size + 1
-        full = (cs.length - cs.received) // size
-        count = min(full, (len(buf) - pos) // stride)
-        if count < _BULK_MIN_CHUNKS:
+        remaining = cs.length - cs.received
+        chunks = -(-remaining // size)
+        last = remaining - (chunks - 1) * size
+        if len(buf) - pos >= (chunks - 1) * stride + 1 + last:
+            count = chunks  # the rest of the message is here
+        else:
+            count = min(chunks - 1, (len(buf) - pos) // stride)
+        if count < 2:
             return pos
         marker = 0xC0 | csid
-        heads = buf[pos : pos + count * stride : stride]
+        heads = buf[pos : pos + (count - 1) * stride + 1 : stride]
         if heads.count(marker) != count:
             count -= len(heads.lstrip(bytes((marker,))))
-            if count < _BULK_MIN_CHUNKS:
+            if count < 2:
                 return pos
-        grid = np.frombuffer(buf, np.uint8, count * stride, pos).reshape(count, stride)
-        cs.parts.append(grid[:, 1:].tobytes())
-        taken = count * size
+        full = count - 1 if count == chunks else count
+        if full >= _NUMPY_MIN_CHUNKS:
+            grid = np.frombuffer(buf, np.uint8, full * stride, pos).reshape(full, stride)
+            cs.parts.append(grid[:, 1:].tobytes())
+        else:
+            cs.parts.extend([buf[p + 1 : p + stride] for p in range(pos, pos + full * stride,
+                                                                     stride)])
+        end = pos + full * stride
+        taken = full * size
+        if count == chunks:
+            cs.parts.append(buf[end + 1 : end + 1 + last])
+            end += 1 + last
+            taken += last
         cs.received += taken
         self._pending += taken
         if self._pending > self.limits.max_pending_bytes:
             raise ChunkError("too many bytes held in unfinished messages", kind="pending_bytes")
-        return pos + count * stride
+        return end
 
     def _complete(self, cs: _ChunkStream, csid: int, out: list[RawMessage]) -> None:
         payload = b"".join(cs.parts)
