@@ -141,7 +141,6 @@ class ServerConnection:
         if self.state == _State.CLOSED:
             raise LocalProtocolError("receive_data after the connection failed")
         self.bytes_received += len(data)
-        events = self._events
         try:
             if self._handshake is not None:
                 data = self._receive_handshake(data)
@@ -154,7 +153,7 @@ class ServerConnection:
         if self.bytes_received - self._acked >= self._ack_window:
             self._acked = self.bytes_received
             self._send(CSID_CONTROL, MessageType.ACK, 0, u32(self.bytes_received))
-        return self._take_events() if events else []
+        return self._take_events() if self._events else []
 
     def _take_events(self) -> list[Event]:
         events, self._events = self._events, []

@@ -46,6 +46,7 @@ _SWEEP_INTERVAL = 1.0
 # asyncio's default of 100 made hundreds of encoders reconnecting at once (after a network
 # blip) wait for SYN retransmits; the kernel caps it at net.core.somaxconn anyway.
 LISTEN_BACKLOG = 1024
+_DROPS_LOGGED_PER_CONNECTION = 5
 
 
 class IngestService:
@@ -164,6 +165,7 @@ class RtmpProtocol(asyncio.Protocol):
         self._units = {TrackKind.VIDEO: 0, TrackKind.AUDIO: 0}
         self._closed = False
         self._result = "ok"
+        self._drops_logged = 0
 
     # ---- asyncio callbacks -------------------------------------------------------------
 
@@ -257,8 +259,14 @@ class RtmpProtocol(asyncio.Protocol):
             self._end_publication(f"publisher sent {event.reason}")
         elif isinstance(event, MessageDropped):
             self.service.metrics.protocol_errors.labels(event.kind).inc()
-            log.warning("rtmp %s stream=%s: skipped a message (%s): %s", self.client,
-                        self._stream_name(), event.kind, event.reason)
+            # A broken encoder can do this on every frame: log a few, count them all.
+            self._drops_logged += 1
+            if self._drops_logged <= _DROPS_LOGGED_PER_CONNECTION:
+                log.warning("rtmp %s stream=%s: skipped a message (%s): %s%s", self.client,
+                            self._stream_name(), event.kind, event.reason,
+                            "; further ones are only counted in "
+                            "golive_rtmp_protocol_errors_total"
+                            if self._drops_logged == _DROPS_LOGGED_PER_CONNECTION else "")
         elif isinstance(event, Connected):
             self.connected = event
             log.info("rtmp %s: connect app=%s flashVer=%r%s", self.client, event.app,
