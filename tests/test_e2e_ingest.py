@@ -733,3 +733,29 @@ async def test_golive_serve_reports_a_taken_port() -> None:
                 await process.wait()
     assert process.returncode == 1
     assert b"golive: cannot start" in stderr
+
+
+async def test_a_stream_of_bad_frames_is_counted_not_logged_each_time(
+        make_server: MakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Every malformed tag is skipped and counted; the log gets a few lines, not one per frame,
+    so a broken encoder cannot flood the operator's logs."""
+    caplog.set_level(logging.WARNING, logger="golive.ingest")
+    server = await make_server(keys={KEY: "cam"})
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    for i in range(20):
+        publisher.client.send_video(i * 40, b"\x17\x01")  # AVC NALU packet cut before its CT
+    await publisher.flush()
+
+    async def counted() -> float:
+        while (value := (await scrape(server)).count(
+                "golive_rtmp_protocol_errors_total", kind="flv")) < 20:
+            await asyncio.sleep(0.02)
+        return value
+
+    assert await asyncio.wait_for(counted(), 5) == 20
+    skipped = [r for r in caplog.records if "skipped a message" in r.getMessage()]
+    assert len(skipped) == 5
+    assert "only counted" in skipped[-1].getMessage()
+    assert "stream=cam" in skipped[0].getMessage()
+    await publisher.close()
