@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from golive.media import MediaUnit, TrackKind
 
@@ -89,10 +90,10 @@ class ConnectionConfig:
 
 
 class _State:
-    HANDSHAKE = "handshake"
-    AWAIT_CONNECT = "await-connect"
-    CONNECTED = "connected"
-    CLOSED = "closed"
+    HANDSHAKE: Final = "handshake"
+    AWAIT_CONNECT: Final = "await-connect"
+    CONNECTED: Final = "connected"
+    CLOSED: Final = "closed"
 
 
 class ServerConnection:
@@ -337,7 +338,7 @@ class ServerConnection:
                 "level": "error", "code": "NetConnection.Call.Failed",
                 "description": f"unknown command {name!r}"})
 
-    def _connect(self, txn: float | int, args: list[object]) -> None:
+    def _connect(self, txn: float | int, args: list[amf0.AmfValue]) -> None:
         if self.state != _State.AWAIT_CONNECT:
             raise ProtocolError("connect sent twice", kind="sequence")
         props = args[0] if args and isinstance(args[0], dict) else {}
@@ -375,7 +376,7 @@ class ServerConnection:
         # FFmpeg requires exactly this shape: _result, txn, Null, Number.
         self._send_command(0, "_result", txn, None, float(stream_id))
 
-    def _publish(self, stream_id: int, args: list[object]) -> None:
+    def _publish(self, stream_id: int, args: list[amf0.AmfValue]) -> None:
         if self.publishing_stream is not None:
             raise ProtocolError("a second publish on one connection", kind="sequence")
         name = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
