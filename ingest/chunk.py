@@ -102,6 +102,7 @@ class ChunkDecoder:
         self._held.append(data)
         self._held_len += len(data)
         if self._held_len < self._need:
+            self._check_buffered()
             return out
         head = b"".join(self._held[:-1])
         take = self._need - len(head) if self._need else self.chunk_size + _MAX_HEADER
@@ -112,12 +113,19 @@ class ChunkDecoder:
         else:
             self._held = [joined[pos:], data[len(joined) - len(head) :]]
             self._held_len = len(self._held[0]) + len(self._held[1])
+            self._check_buffered()
         return out
 
     def _keep(self, data: bytes, pos: int) -> None:
         rest = data[pos:]
         self._held = [rest] if rest else []
         self._held_len = len(rest)
+        self._check_buffered()
+
+    def _check_buffered(self) -> None:
+        # A partial chunk counts too: with a huge chunk size, one chunk is a whole message.
+        if self._held_len + self._pending > self.limits.max_pending_bytes:
+            raise ChunkError("too many bytes held in unfinished messages", kind="pending_bytes")
 
     def _parse(self, buf: bytes, out: list[RawMessage], pos: int) -> int:
         """Parse whole chunks from `pos`; return where the first incomplete one starts.

@@ -13,7 +13,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from golive.media import MediaUnit, TrackKind
@@ -62,6 +62,9 @@ from .timestamps import TimestampUnwrapper
 DEFAULT_WINDOW_ACK_SIZE = 5_000_000  # what nginx-rtmp and FMS announce
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8  # createStream answers before refusing more
+# Bytes a connection may buffer before it asks to publish: commands are small, and even a
+# client that sends its first frames without waiting for the answer fits.
+PRE_PUBLISH_PENDING_BYTES = 512 << 10
 
 _VIDEO = TrackKind.VIDEO
 _AUDIO = TrackKind.AUDIO
@@ -106,7 +109,11 @@ class ServerConnection:
         self.config = config or ConnectionConfig()
         self.state = _State.HANDSHAKE
         self._handshake: ServerHandshake | None = ServerHandshake(random_bytes=random_bytes)
-        self._chunks = ChunkDecoder(self.config.chunk_limits)
+        # Until a publish is asked for, a connection has proven nothing (the key is checked
+        # only then), so it may hold far less: many idle or hostile connections stay cheap.
+        limits = self.config.chunk_limits
+        self._chunks = ChunkDecoder(replace(
+            limits, max_pending_bytes=min(limits.max_pending_bytes, PRE_PUBLISH_PENDING_BYTES)))
         self._writer = ChunkEncoder()
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -386,6 +393,7 @@ class ServerConnection:
             self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
             return
         self.publishing_stream = stream_id
+        self._chunks.limits = self.config.chunk_limits
         # Each publication starts from its own sequence headers and clock: an encoder that
         # republishes on the same connection resends identical headers that must count.
         self.video_codec = self.audio_codec = None

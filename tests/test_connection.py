@@ -583,3 +583,34 @@ def test_connection_without_handshake_bytes_is_refused() -> None:
     conn = ServerConnection()
     with pytest.raises(ProtocolError):
         conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(3000))
+
+
+@pytest.mark.parametrize("chunk_size", [128, 4096, 1 << 20])
+def test_before_publish_a_connection_may_buffer_only_a_little(chunk_size: int) -> None:
+    """Keys are checked at publish: until then a connection may hold PRE_PUBLISH_PENDING_BYTES
+    (in unfinished messages or one huge partial chunk), so thousands of idle or hostile
+    connections cannot pin the 16 MiB each that a publisher may use."""
+    from golive.ingest.connection import PRE_PUBLISH_PENDING_BYTES
+
+    client = Client()
+    client.connect()
+    client.send(2, 0, 1, 0, chunk_size.to_bytes(4, "big"))  # Set Chunk Size
+    client.encoder.chunk_size = chunk_size
+    data = client.encoder.encode(6, 0, 9, 1, b"\x17\x01" + bytes(2 << 20))
+    sent = 0
+    with pytest.raises(ProtocolError) as refused:
+        while sent < len(data):
+            client.send_raw(data[sent : sent + 65536])
+            sent += 65536
+    assert refused.value.kind == "pending_bytes"
+    assert sent <= PRE_PUBLISH_PENDING_BYTES + 2 * 65536
+
+
+def test_after_publish_large_frames_are_fine() -> None:
+    client = Client()
+    stream_id = client.publish()
+    client.send(6, 0, 9, stream_id, b"\x17\x00\x00\x00\x00" + bytes.fromhex(
+        "0164001fffe1000467640028ee3c80"))  # minimal avcC: the track needs a config first
+    frame = avc_frame(True, body=bytes(3 << 20))
+    events = client.send(6, 40, 9, stream_id, frame)
+    assert [len(u.data) for u in units(events)] == [len(frame) - 5]
