@@ -143,7 +143,10 @@ def _banner(server: Server, generated_key: str | None) -> None:
         f"Metrics:       {http}/metrics",
         "",
     ]
-    if generated_key or ingest.keys:
+    serves_hls = any(r.canonical.startswith("/live/") for r in server.app.router.resources())
+    if serves_hls and (generated_key or ingest.keys):
         name = "main" if generated_key else sorted(ingest.keys.values())[0]
         lines.insert(-3, f"Watch:         {http}/live/{name}/index.m3u8")
+    elif not serves_hls:
+        lines.insert(-3, "Watch:         HLS playback is not in this build yet")
     click.echo("\n".join(lines))
