@@ -614,3 +614,24 @@ def test_after_publish_large_frames_are_fine() -> None:
     frame = avc_frame(True, body=bytes(3 << 20))
     events = client.send(6, 40, 9, stream_id, frame)
     assert [len(u.data) for u in units(events)] == [len(frame) - 5]
+
+
+def test_enhanced_rtmp_vp9_and_opus_become_tracks_and_units() -> None:
+    """Enhanced RTMP without any fourCcList negotiation (as OBS 29.1+ sends): VP9 video with
+    a vpcC record and Opus audio through the extended audio header (SoundFormat 9)."""
+    client = Client()
+    stream_id = client.publish()
+    vpcc = bytes.fromhex("01000000" "0a1f8001020201")  # version/flags + profile, level, ...
+    opus_head = b"OpusHead" + bytes.fromhex("01 02 3801 80bb0000 0000 00".replace(" ", ""))
+    events = client.send(6, 0, 9, stream_id, b"\x90vp09" + vpcc)  # key frame, SequenceStart
+    events += client.send(4, 0, 8, stream_id, b"\x90Opus" + opus_head)  # SequenceStart
+    events += client.send(6, 0, 9, stream_id, b"\x91vp09" + b"\x82\x49\x83")  # key, frames
+    events += client.send(4, 20, 8, stream_id, b"\x91Opus" + b"\xfc\xff\xfe")  # coded frame
+    events += client.send(6, 40, 9, stream_id, b"\xa1vp09" + b"\x86\x00")  # inter frame
+    configs = of_type(events, CodecConfigured)
+    assert [(c.kind, c.codec, c.extradata) for c in configs] == [
+        (TrackKind.VIDEO, "vp9", vpcc), (TrackKind.AUDIO, "opus", opus_head)]
+    video = units(events, TrackKind.VIDEO)
+    assert [(u.dts, u.pts, u.keyframe, u.data) for u in video] == [
+        (0, 0, True, b"\x82\x49\x83"), (40, 40, False, b"\x86\x00")]
+    assert [(u.dts, u.data) for u in units(events, TrackKind.AUDIO)] == [(20, b"\xfc\xff\xfe")]
