@@ -8,7 +8,8 @@ STAMP   = $(VENV)/.installed
 
 # setup.py compiles these ingest modules with mypyc: rebuild after editing one, or the stale
 # compiled module next to it would shadow the edit.
-$(STAMP): pyproject.toml setup.py ingest/chunk.py ingest/timestamps.py ingest/connection.py
+$(STAMP): pyproject.toml setup.py ingest/chunk.py ingest/timestamps.py ingest/flv.py \
+          ingest/connection.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -58,7 +58,10 @@ class VideoTag(NamedTuple):
     keyframe: bool
     frame_type: int
     composition_time: int  # PTS - DTS in ms, signed
-    body: memoryview  # config record, coded frames, AMF metadata, or the command byte(s)
+    # Quoted twice on purpose: mypyc resolves NamedTuple field annotations in the module's
+    # globals at import, where the builtin `memoryview` is missing (KeyError); a string
+    # annotation is left alone.
+    body: "memoryview"  # noqa: UP037 - config record, coded frames, metadata or command
 
     @property
     def is_command(self) -> bool:
@@ -70,7 +73,7 @@ class VideoTag(NamedTuple):
 class AudioTag(NamedTuple):
     codec: str
     packet_type: AudioPacketType
-    body: memoryview
+    body: "memoryview"  # noqa: UP037 - quoted for mypyc, see VideoTag
     sample_rate: int  # legacy header hint; 0 when the header does not say (enhanced)
     channels: int  # legacy header hint; 0 when the header does not say (enhanced)
 

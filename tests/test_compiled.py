@@ -19,6 +19,7 @@ import pytest
 
 import golive.ingest.chunk as installed
 import golive.ingest.connection as installed_connection
+import golive.ingest.flv as installed_flv
 import golive.ingest.timestamps as installed_timestamps
 from golive.ingest.errors import ChunkError, ProtocolError
 from golive.ingest.events import PublishRequested
@@ -89,7 +90,7 @@ def _decode_or_error(module: ModuleType, pieces: list[bytes]) -> tuple[list, str
 
 def test_report_build() -> None:
     """Always passes; says which modules this run tests (shown with -s)."""
-    for module in (installed, installed_timestamps, installed_connection):
+    for module in (installed, installed_timestamps, installed_flv, installed_connection):
         print(f"{module.__name__}: {'compiled' if _compiled(module) else 'pure Python'}: "
               f"{module.__file__}")
         assert Path(module.__file__).name.startswith(module.__name__.rsplit(".", 1)[1] + ".")
@@ -192,3 +193,36 @@ def test_compiled_unwrapper_matches_source() -> None:
     for _ in range(20_000):
         ts = (ts + rng.choice((0, 1, 40, -30, 1 << 31, (1 << 31) + 1, 1 << 32))) % (1 << 32)
         assert ours.unwrap(ts) == theirs.unwrap(ts)
+
+
+def _tag_or_error(parse: object, payload: bytes) -> object:
+    try:
+        tag = parse(payload)  # type: ignore[operator]
+    except ProtocolError as e:
+        return f"{type(e).__name__}:{e}"
+    return (*tag[:-1], bytes(tag[-1])) if not hasattr(tag, "sample_rate") else (
+        tag.codec, tag.packet_type, bytes(tag.body), tag.sample_rate, tag.channels)
+
+
+@_needs_compiled(installed_flv)
+def test_compiled_flv_matches_source() -> None:
+    """Every audio/video payload of every capture, and damaged copies of them, parse to the
+    same tags (or the same error) compiled and interpreted."""
+    source = _load_source("flv")
+    rng = random.Random(5)
+    seen = 0
+    for capture in CAPTURES:
+        for message in installed.ChunkDecoder().feed(capture.read_bytes()[HANDSHAKE:]):
+            if message.type_id not in (8, 9):
+                continue
+            payload = message.payload[:64]
+            damaged = bytearray(payload)
+            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            for data in (payload, bytes(damaged), payload[: rng.randrange(len(payload))]):
+                ours_parse = installed_flv.parse_video if message.type_id == 9 else \
+                    installed_flv.parse_audio
+                theirs_parse = source.parse_video if message.type_id == 9 else \
+                    source.parse_audio
+                assert _tag_or_error(ours_parse, data) == _tag_or_error(theirs_parse, data)
+                seen += 1
+    assert seen > 4000
