@@ -67,6 +67,8 @@ MAX_STREAMS_PER_CONNECTION = 8  # createStream answers before refusing more
 PRE_PUBLISH_PENDING_BYTES = 512 << 10
 
 _VIDEO = TrackKind.VIDEO
+# tuple.__new__ builds a MediaUnit without its generated Python-level __new__ (hot path).
+_new_unit = tuple.__new__
 _AUDIO = TrackKind.AUDIO
 _CODED_VIDEO = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
 _VIDEO_CONFIG = VideoPacketType.SEQUENCE_START
@@ -199,11 +201,12 @@ class ServerConnection:
                             and len(payload) > 5:
                         dts = self._video_clock.unwrap(message.timestamp)
                         pts = dts + int.from_bytes(payload[2:5], "big", signed=True)
-                        events.append(MediaUnit(_VIDEO, dts, pts, b0 == 0x17, payload[5:]))
+                        events.append(_new_unit(
+                            MediaUnit, (_VIDEO, dts, pts, b0 == 0x17, payload[5:])))
                         continue
                 elif type_id == 8 and aac and payload[0] >> 4 == 10 and payload[1] == 1:
                     dts = self._audio_clock.unwrap(message.timestamp)
-                    events.append(MediaUnit(_AUDIO, dts, dts, True, payload[2:]))
+                    events.append(_new_unit(MediaUnit, (_AUDIO, dts, dts, True, payload[2:])))
                     continue
             self._dispatch(message)
             publishing = self.publishing_stream
