@@ -44,9 +44,8 @@ class Server:
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
                            reuse_address=True)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # port 0 means "any": learn which
-            self.http_port = server.sockets[0].getsockname()[1]
+        if self._runner.addresses:  # port 0 means "any free port": learn which
+            self.http_port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
         await self.ingest.close()
