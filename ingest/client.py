@@ -303,6 +303,18 @@ class PublishClient:
         payload = amf0.encode("@setDataFrame", "onMetaData", amf0.EcmaArray(values))
         self._media(_CSID_AUDIO_DATA, MessageType.DATA_AMF0, timestamp_ms, payload)
 
+    def send_flv_tag(self, tag_type: int, timestamp_ms: int, body: bytes) -> None:
+        """One tag of an FLV file, sent as FFmpeg's RTMP output sends it: audio and video
+        as they are, the onMetaData script tag behind @setDataFrame, anything else not."""
+        if tag_type == MessageType.VIDEO:
+            self.send_video(timestamp_ms, body)
+        elif tag_type == MessageType.AUDIO:
+            self.send_audio(timestamp_ms, body)
+        elif tag_type == MessageType.DATA_AMF0:
+            values = amf0.decode_all(body)
+            if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+                self.send_metadata(values[1], timestamp_ms)
+
     def unpublish(self) -> None:
         """Stop publishing like FFmpeg: FCUnpublish, then deleteStream."""
         if self.state != _State.PUBLISHED:

@@ -19,7 +19,7 @@ from typing import Final
 from golive.media import MediaUnit, TrackKind
 
 from . import amf0
-from .chunk import DEFAULT_CHUNK_SIZE, ChunkDecoder, ChunkEncoder, ChunkLimits, RawMessage
+from .chunk import ChunkDecoder, ChunkEncoder, ChunkLimits, RawMessage
 from .errors import AmfError, FlvError, LocalProtocolError, ProtocolError
 from .events import (
     CodecConfigured,
@@ -495,5 +495,3 @@ class ServerConnection:
                               {"level": level, "code": code, "description": description})
         self._send(CSID_STATUS, MessageType.COMMAND_AMF0, stream_id, payload)
 
-
-__all__ = ["DEFAULT_CHUNK_SIZE", "ConnectionConfig", "ServerConnection"]

@@ -249,10 +249,10 @@ class RtmpProtocol(asyncio.Protocol):
         if isinstance(event, CodecConfigured):
             self._pending_tracks[event.kind] = event
         elif isinstance(event, MetadataReceived):
-            if event.values != self._metadata:  # GStreamer re-sends it ~8 times a second
-                self._metadata = event.values
-                if self.stream is not None:
-                    self.stream.metadata = dict(event.values)
+            # (The core already skips GStreamer's identical re-sends, ~8 a second.)
+            self._metadata = event.values
+            if self.stream is not None:
+                self.stream.metadata = dict(event.values)
         elif isinstance(event, PublishRequested):
             return True
         elif isinstance(event, PublishStopped):

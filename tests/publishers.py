@@ -400,14 +400,7 @@ class RawPublisher:
 
     async def send_tags(self, tags: Iterable[FlvTag]) -> None:
         for tag in tags:
-            if tag.type == 9:
-                self.client.send_video(tag.timestamp, tag.body)
-            elif tag.type == 8:
-                self.client.send_audio(tag.timestamp, tag.body)
-            elif tag.type == 18:
-                values = amf0.decode_all(tag.body)
-                if len(values) >= 2 and isinstance(values[1], dict):
-                    self.client.send_metadata(values[1], tag.timestamp)
+            self.client.send_flv_tag(tag.type, tag.timestamp, tag.body)
         await self.flush()
 
     async def wait_closed(self, timeout: float = 5.0) -> None:

@@ -102,12 +102,7 @@ class Link:
 
     def send(self, tags: Iterable[FlvTag]) -> None:
         for tag in tags:
-            if tag.type == 9:
-                self.client.send_video(tag.timestamp, tag.body)
-            elif tag.type == 8:
-                self.client.send_audio(tag.timestamp, tag.body)
-            elif tag.type == 18:
-                self.client.send_metadata(amf0.decode_all(tag.body)[1], tag.timestamp)
+            self.client.send_flv_tag(tag.type, tag.timestamp, tag.body)
         self.pump()
 
 
