@@ -73,9 +73,36 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class HlsConfig:
+    segment_target: float = 2.0  # seconds; segments cut at the first keyframe past it
+    # seconds; rounded to whole frames. 0.5 s measured best in hls.js: see issue 3's note
+    part_target: float = 0.333
+    low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
+    window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
+    grace_period: float = 10.0  # seconds a dropped publisher may reconnect into the playlist
+    store_dir: str | None = None  # None: segments live in memory; else this directory
+    record_dir: str | None = None  # also record every broadcast here as a VOD playlist
+    mpegts: bool = False  # also package H.264/AAC as classic MPEG-TS (ts/index.m3u8)
+    player_dir: str | None = None  # where hls.js is; None: the project's node_modules
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.segment_target <= 30.0:
+            raise ConfigError(f"hls.segment_target must be 1-30 seconds, got {self.segment_target}")
+        if not 0.1 <= self.part_target <= 2.0 or self.part_target > self.segment_target / 2:
+            raise ConfigError(
+                "hls.part_target must be 0.1-2 seconds and at most half the segment target, "
+                f"got {self.part_target}")
+        if self.window_segments < 1:
+            raise ConfigError("hls.window_segments must be at least 1")
+        if self.grace_period < 0:
+            raise ConfigError("hls.grace_period must not be negative")
+
+
+@dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    hls: HlsConfig = field(default_factory=HlsConfig)
     log_level: str = "INFO"
 
 
@@ -88,7 +115,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     ingest = raw.pop("ingest", {})
     http = raw.pop("http", {})
-    for section, table in (("ingest", ingest), ("http", http)):
+    hls = raw.pop("hls", {})
+    for section, table in (("ingest", ingest), ("http", http), ("hls", hls)):
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
     log_level = raw.pop("log_level", "INFO")
@@ -104,6 +132,7 @@ def load_config(path: str | Path) -> Config:
     return Config(
         ingest=_build(IngestConfig, ingest, "ingest"),
         http=_build(HttpConfig, http, "http"),
+        hls=_build(HlsConfig, hls, "hls"),
         log_level=str(log_level),
     )
 
@@ -137,9 +166,11 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
         raise ConfigError(f"[{section}]: {exc}") from exc
 
 
-def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any]) -> Config:
+def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any],
+                   hls: dict[str, Any] | None = None) -> Config:
     """Apply command-line values (None means 'not given') over a loaded config."""
     ingest = {k: v for k, v in ingest.items() if v is not None}
     http = {k: v for k, v in http.items() if v is not None}
+    hls = {k: v for k, v in (hls or {}).items() if v is not None}
     return replace(config, ingest=replace(config.ingest, **ingest),
-                   http=replace(config.http, **http))
+                   http=replace(config.http, **http), hls=replace(config.hls, **hls))

@@ -16,6 +16,9 @@ from golive.ingest.hub import Hub
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
 from golive.origin.app import build_app
+from golive.packager.metrics import PackagerMetrics
+from golive.packager.service import PackagerService
+from golive.packager.store import DiskStore, MemoryStore, Store
 
 log = logging.getLogger("golive")
 T = TypeVar("T")
@@ -30,7 +33,11 @@ class Server:
         self.metrics = IngestMetrics(self.registry)
         self.hub = Hub(on_drop=self._count_drop)
         self.ingest = IngestService(config.ingest, self.hub, self.metrics)
-        self.app = build_app(self.registry, self.hub)
+        self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
+                             else MemoryStore())
+        self.packager = PackagerService(config.hls, self.hub, self.store,
+                                        PackagerMetrics(self.registry))
+        self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port
 
@@ -49,6 +56,7 @@ class Server:
 
     async def close(self) -> None:
         await self.ingest.close()
+        await self.packager.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

@@ -1,35 +1,67 @@
-"""The HTTP application: one aiohttp app on one port for metrics, API and (later) HLS."""
+"""The HTTP application: one aiohttp app on one port for HLS, the player, metrics and API."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from golive.ingest.hub import Hub
 from golive.media import Track, TrackKind
+from golive.origin import hls, player
+from golive.origin.metrics import OriginMetrics
+from golive.origin.viewers import ViewerCounter
+from golive.packager.service import PackagerService
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 HUB = web.AppKey("hub", Hub)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 async def metrics(request: web.Request) -> web.Response:
+    viewers = request.app[hls.VIEWERS]
+    gauge = request.app[hls.ORIGIN_METRICS].viewers
+    for stream in viewers.streams():
+        count = viewers.count(stream)
+        if count:
+            gauge.labels(stream).set(count)
+        else:
+            gauge.remove(stream)
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def streams(request: web.Request) -> web.Response:
     now = time.time()
+    packager = request.app[hls.PACKAGER]
+    viewers = request.app[hls.VIEWERS]
     body = []
     for stream in request.app[HUB].streams():
         uptime = max(now - stream.started_at, 1e-3)
+        broadcast = packager.get(stream.name)
+        renditions = []
+        if broadcast is not None:
+            for name, rendition in broadcast.renditions.items():
+                peak, average = rendition.bandwidth()
+                renditions.append({
+                    "name": name, "playlist": f"/live/{stream.name}/{name}/index.m3u8",
+                    "codecs": list(rendition.codecs),
+                    "resolution": list(rendition.resolution) if rendition.resolution else None,
+                    "bandwidth": peak, "average_bandwidth": average,
+                    "segments": len(rendition.segments), "last_msn": rendition.last_msn})
         body.append({
             "name": stream.name,
+            "playlist": f"/live/{stream.name}/index.m3u8",
+            "player": f"/watch/{stream.name}",
             "uptime_seconds": round(uptime, 3),
             "ingest_bitrate": round(stream.bytes_in * 8 / uptime),
             "codecs": [t.codec_string or t.codec for t in stream.tracks.values()],
             "tracks": [_track_json(t) for t in stream.tracks.values()],
+            "renditions": renditions,
+            "viewers": viewers.count(stream.name),
             "subscribers": stream.subscriber_count,
         })
     return web.json_response({"streams": body})
@@ -50,11 +82,29 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "streams": len(request.app[HUB].streams())})
 
 
-def build_app(registry: CollectorRegistry, hub: Hub) -> web.Application:
-    app = web.Application()
+@web.middleware
+async def count_responses(request: web.Request, handler: Handler) -> web.StreamResponse:
+    counter = request.app[hls.ORIGIN_METRICS].responses
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        counter.labels(str(exc.status)).inc()
+        raise
+    counter.labels(str(response.status)).inc()
+    return response
+
+
+def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
+              player_dir: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[count_responses])
     app[REGISTRY] = registry
     app[HUB] = hub
+    app[hls.PACKAGER] = packager
+    app[hls.ORIGIN_METRICS] = OriginMetrics(registry)
+    app[hls.VIEWERS] = ViewerCounter()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/streams", streams)
+    hls.add_routes(app)
+    player.add_routes(app, player_dir)
     return app

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the HTTP origin."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class OriginMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.playlist_requests = Counter(
+            "golive_http_playlist_requests_total", "Playlist requests, by kind.",
+            ["kind", "blocking"], registry=registry)
+        self.blocking_wait = Histogram(
+            "golive_http_blocking_reload_wait_seconds",
+            "How long blocking playlist reloads and preload-hinted part requests waited.",
+            ["kind"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 4, 8))
+        self.sent_bytes = Counter(
+            "golive_http_sent_bytes_total", "Body bytes sent, by kind of file.",
+            ["kind"], registry=registry)
+        self.responses = Counter(
+            "golive_http_responses_total", "HTTP responses, by status code.",
+            ["code"], registry=registry)
+        self.viewers = Gauge(
+            "golive_hls_viewers",
+            "Estimated viewers: distinct clients fetching the stream in the last 15 s.",
+            ["stream"], registry=registry)

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the packager: what it produced, and how far behind live it lists."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class PackagerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.segments = Counter(
+            "golive_hls_segments_total", "HLS segments completed.",
+            ["stream", "rendition"], registry=registry)
+        self.parts = Counter(
+            "golive_hls_parts_total", "LL-HLS partial segments completed.",
+            ["stream", "rendition"], registry=registry)
+        self.segment_bytes = Counter(
+            "golive_hls_segment_bytes_total", "Bytes of completed HLS segments.",
+            ["stream", "rendition"], registry=registry)
+        self.forced_cuts = Counter(
+            "golive_hls_forced_cuts_total",
+            "Segments cut without a keyframe because the publisher's keyframe interval is "
+            "longer than the segment target allows.", ["stream", "rendition"], registry=registry)
+        self.discontinuities = Counter(
+            "golive_hls_discontinuities_total",
+            "Discontinuities written, by cause (reconnect, timestamp jump, codec change).",
+            ["stream", "cause"], registry=registry)
+        self.dropped_units = Counter(
+            "golive_hls_dropped_units_total",
+            "Units the packager could not place (before the first keyframe, after a jump, "
+            "out-of-order audio, unsupported codec).", ["stream"], registry=registry)
+        self.live_edge_delay = Gauge(
+            "golive_live_edge_delay_seconds",
+            "How far the newest listed part lags the newest ingested frame (media time).",
+            ["stream", "rendition"], registry=registry)
+        self.broadcasts = Gauge(
+            "golive_hls_broadcasts", "Broadcasts with playlists (live or in their grace period).",
+            registry=registry)
+        self.mux_errors = Counter(
+            "golive_hls_mux_errors_total", "Parts libavformat refused to mux (units dropped).",
+            ["stream"], registry=registry)
+
+    def forget(self, stream: str, renditions: list[str]) -> None:
+        """Drop a finished broadcast's labelled series so they do not pile up."""
+        for rendition in renditions:
+            for metric in (self.segments, self.parts, self.segment_bytes, self.forced_cuts,
+                           self.live_edge_delay):
+                with contextlib.suppress(KeyError):
+                    metric.remove(stream, rendition)

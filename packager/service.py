@@ -1,0 +1,373 @@
+"""The packager: turns every live stream in the hub into HLS renditions in the store.
+
+One `Broadcast` per public stream name outlives its publications: a publisher that drops and
+reconnects within the grace period continues the same playlists after a discontinuity, with
+MEDIA-SEQUENCE still counting up. After the grace period the playlists get ENDLIST and stay
+readable for a while; numbering continues if the name is published again.
+
+Muxing a part takes a fraction of a millisecond (see `fmp4.py`), so it runs on the event loop
+between units: a thread hop would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import av
+
+from golive.config import HlsConfig
+from golive.ingest.hub import Hub, LiveStream, Subscription
+from golive.media import MediaUnit, Track, TrackKind
+from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO, FragmentMuxer
+from golive.packager.metrics import PackagerMetrics
+from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
+from golive.packager.rendition import Rendition
+from golive.packager.store import Store
+from golive.packager.timeline import Part, Segmenter, TimelineConfig
+
+log = logging.getLogger("golive.packager")
+
+SOURCE = "source"  # the rendition that passes the publisher's encoding through untouched
+SETTLE_MS = 1000  # media time to wait for a second track the metadata did not announce
+MAX_PENDING_UNITS = 1000  # units held while the track set settles
+SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
+ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
+
+
+class Broadcast:
+    """One stream name's HLS output across publisher reconnects."""
+
+    def __init__(self, name: str, config: HlsConfig, store: Store, metrics: PackagerMetrics,
+                 first_sequence: int = 0,
+                 on_expired: Callable[[Broadcast], None] | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.timeline = TimelineConfig(segment_target_ms=round(config.segment_target * 1000),
+                                       part_target_ms=round(config.part_target * 1000))
+        self.source = Rendition(name, SOURCE, store,
+                                target_duration=self.timeline.target_duration_s,
+                                window_segments=config.window_segments,
+                                low_latency=config.low_latency, first_sequence=first_sequence)
+        self.renditions: dict[str, Rendition] = {SOURCE: self.source}
+        self.started_at = time.time()
+        self.live = False  # a publisher is connected
+        self.ended = False
+        self.publications = 0
+        self.stream: LiveStream | None = None
+        self._tracks: dict[TrackKind, Track] = {}
+        self._muxer: FragmentMuxer | None = None
+        self._segmenter: Segmenter | None = None
+        self._inits = 0
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_expired = on_expired
+        self._master: tuple[tuple[int, ...], str] | None = None
+        self.newest_ingest_ms: int | None = None
+        self._warned_keyframes = False
+        self._closed = False
+        self._unpackageable = False  # the current tracks cannot be packaged
+
+    # -- publications -----------------------------------------------------------------------
+
+    def attach(self, stream: LiveStream) -> None:
+        """A publisher (re)connected under this name."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.publications:
+            log.info("stream %s: publisher back within the grace period; playlists continue "
+                     "after a discontinuity", self.name)
+            self.metrics.discontinuities.labels(self.name, "reconnect").inc()
+        self.publications += 1
+        self.live = True
+        self.stream = stream
+        subscription = stream.subscribe("hls", SUBSCRIBER_CAPACITY)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(stream, subscription, self._task), name=f"hls {self.name}")
+
+    async def _run(self, stream: LiveStream, subscription: Subscription,
+                   previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:  # a takeover: the old publication's units go first
+            await asyncio.wait([previous])
+        pending: list[MediaUnit] = []
+        tracks: dict[TrackKind, Track] = {}
+        reconnect = self.publications > 1
+        try:
+            async for item in subscription:
+                if isinstance(item, Track):
+                    tracks[item.kind] = item
+                    self._unpackageable = False  # new configuration: try again
+                    if self._muxer is not None and self._packaged(tracks) != self._tracks:
+                        self._restart(tracks, "codec change")
+                    continue
+                if self._unpackageable:
+                    self.metrics.dropped_units.labels(self.name).inc()
+                    continue
+                if self._muxer is None:
+                    pending.append(item)
+                    if len(pending) > MAX_PENDING_UNITS:
+                        del pending[0]
+                        self.metrics.dropped_units.labels(self.name).inc()
+                    if self._settled(tracks, stream, pending):
+                        self._start(tracks, discontinuity=reconnect)
+                        for unit in pending:
+                            self._feed(unit)
+                        pending.clear()
+                    continue
+                self._feed(item)
+        except Exception:
+            log.exception("stream %s: packaging failed; the playlists end here", self.name)
+        finally:
+            if not self._closed:  # when shutting down, nothing more is listed
+                self._finish(stream, tracks, pending, reconnect)
+
+    def _finish(self, stream: LiveStream, tracks: dict[TrackKind, Track],
+                pending: list[MediaUnit], reconnect: bool) -> None:
+        if self._muxer is None and pending and tracks:
+            self._start(tracks, discontinuity=reconnect)
+            for unit in pending:
+                self._feed(unit)
+        self._flush()
+        if self.stream is stream:
+            self._publication_ended()
+
+    def _settled(self, tracks: dict[TrackKind, Track], stream: LiveStream,
+                 pending: list[MediaUnit]) -> bool:
+        """Is the track set known? Muxing starts once every announced track has its
+        configuration, or after SETTLE_MS of media when the publisher announced nothing."""
+        if not tracks:
+            return False
+        announced = set()
+        if "videocodecid" in stream.metadata:
+            announced.add(TrackKind.VIDEO)
+        if "audiocodecid" in stream.metadata:
+            announced.add(TrackKind.AUDIO)
+        if announced and announced <= tracks.keys():
+            return True
+        if len(tracks) == 2:
+            return True
+        return pending[-1].dts - pending[0].dts >= SETTLE_MS
+
+    def _packaged(self, tracks: dict[TrackKind, Track]) -> dict[TrackKind, Track]:
+        packaged = {}
+        for kind, track in tracks.items():
+            allowed = PACKAGEABLE_VIDEO if kind is TrackKind.VIDEO else PACKAGEABLE_AUDIO
+            if track.codec in allowed:
+                packaged[kind] = track
+        return packaged
+
+    def _start(self, tracks: dict[TrackKind, Track], *, discontinuity: bool) -> None:
+        packaged = self._packaged(tracks)
+        for kind, track in tracks.items():
+            if kind not in packaged:
+                log.warning("stream %s: %s codec %s is not packaged into HLS (supported: %s)",
+                            self.name, kind.value, track.codec, ", ".join(sorted(
+                                PACKAGEABLE_VIDEO if kind is TrackKind.VIDEO
+                                else PACKAGEABLE_AUDIO)))
+        if not packaged:
+            log.warning("stream %s: no track can be packaged; nothing will play", self.name)
+            self._unpackageable = True
+            return
+        self._tracks = packaged
+        try:
+            muxer = FragmentMuxer(packaged.values())
+        except (ValueError, av.FFmpegError) as exc:
+            log.warning("stream %s: cannot package these tracks: %s", self.name, exc)
+            self._unpackageable = True
+            return
+        if self._muxer is not None:
+            self._muxer.close()
+        self._muxer = muxer
+        self._inits += 1
+        video = packaged.get(TrackKind.VIDEO)
+        frame_ms = None
+        if video is not None and video.frame_rate:
+            frame_ms = 1000 / float(video.frame_rate)
+        self._segmenter = Segmenter(
+            self.timeline, has_video=video is not None,
+            has_audio=TrackKind.AUDIO in packaged, frame_duration_ms=frame_ms,
+            part_target_ms=self.source.part_target_ms)
+        source = self.source
+        source.set_init(self._inits, muxer.init_segment)
+        source.codecs = tuple(t.codec_string or t.codec for t in packaged.values())
+        source.resolution = (video.width, video.height) if video and video.width else None
+        source.frame_rate = float(video.frame_rate) if video and video.frame_rate else None
+        if discontinuity or self._inits > 1:
+            source.mark_discontinuity()
+        log.info("stream %s: packaging %s as fMP4 HLS%s", self.name,
+                 " + ".join(f"{t.kind.value} {t.codec_string or t.codec}"
+                            for t in packaged.values()),
+                 " with LL-HLS parts" if self.config.low_latency else "")
+
+    def _restart(self, tracks: dict[TrackKind, Track], cause: str) -> None:
+        """The codec configuration changed mid-stream: new init segment, discontinuity."""
+        self._flush()
+        self.metrics.discontinuities.labels(self.name, cause).inc()
+        log.info("stream %s: %s; new init segment after a discontinuity", self.name, cause)
+        self._start(tracks, discontinuity=True)
+
+    def _feed(self, unit: MediaUnit) -> None:
+        segmenter = self._segmenter
+        if segmenter is None:
+            return
+        if unit.kind not in self._tracks:
+            return
+        self.newest_ingest_ms = unit.dts
+        jumps = segmenter.jumps
+        self._list(segmenter.push(unit))
+        if segmenter.jumps != jumps:
+            self.metrics.discontinuities.labels(self.name, "timestamp jump").inc()
+        last = self.source.last_media_ms
+        if last is not None:
+            self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
+                max(0, unit.dts - last) / 1000)
+
+    def _flush(self) -> None:
+        segmenter = self._segmenter
+        if segmenter is not None:
+            self._list(segmenter.flush())
+            if segmenter.dropped:
+                self.metrics.dropped_units.labels(self.name).inc(segmenter.dropped)
+            self._segmenter = None
+
+    def _list(self, parts: list[Part]) -> None:
+        muxer = self._muxer
+        segmenter = self._segmenter
+        if not parts or muxer is None or segmenter is None:
+            return
+        source = self.source
+        if source.part_target_ms is None:
+            source.part_target_ms = segmenter.part_target_ms
+        for part in parts:
+            try:
+                data = muxer.mux_part(part.units)
+            except av.FFmpegError as exc:
+                self.metrics.mux_errors.labels(self.name).inc()
+                log.warning("stream %s: part at %d ms not muxed: %s", self.name, part.start_ms, exc)
+                continue
+            if part.discontinuity:
+                source.mark_discontinuity()
+            if part.forced and part.first_in_segment:
+                self.metrics.forced_cuts.labels(self.name, SOURCE).inc()
+                if not self._warned_keyframes:
+                    self._warned_keyframes = True
+                    log.warning(
+                        "stream %s: the publisher's keyframe interval is longer than the %g s "
+                        "segment target, so segments are cut between keyframes; set the "
+                        "encoder's keyframe interval to %g s (OBS: Output > Keyframe Interval)",
+                        self.name, self.config.segment_target, self.config.segment_target)
+            source.add_part(data, part.duration_ms, part.independent, part.first_in_segment,
+                            part.last_in_segment, part.start_ms + part.duration_ms)
+            self.metrics.parts.labels(self.name, SOURCE).inc()
+            if part.last_in_segment:
+                self.metrics.segments.labels(self.name, SOURCE).inc()
+                self.metrics.segment_bytes.labels(self.name, SOURCE).inc(
+                    source.segments[-1].size if source.segments else 0)
+
+    def _publication_ended(self) -> None:
+        self.live = False
+        self.stream = None
+        grace = self.config.grace_period
+        log.info("stream %s: publisher gone; playlists end in %g s unless it reconnects",
+                 self.name, grace)
+        self._timer = asyncio.get_running_loop().call_later(grace, self.end)
+
+    def end(self) -> None:
+        """No publisher came back: ENDLIST now, files readable for ENDED_RETENTION."""
+        if self.ended:
+            return
+        self.ended = True
+        self.live = False
+        for rendition in self.renditions.values():
+            rendition.end()
+        log.info("stream %s: broadcast ended (ENDLIST)", self.name)
+        self._timer = asyncio.get_running_loop().call_later(ENDED_RETENTION, self._expire)
+
+    def _expire(self) -> None:
+        if self._on_expired is not None:
+            self._on_expired(self)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        if self._muxer is not None:
+            self._muxer.close()
+        for rendition in self.renditions.values():
+            rendition.close()
+        self.metrics.forget(self.name, list(self.renditions))
+
+    # -- for the origin ---------------------------------------------------------------------
+
+    @property
+    def has_media(self) -> bool:
+        return any(r.has_media for r in self.renditions.values())
+
+    def master_text(self) -> str:
+        versions = tuple(r.version for r in self.renditions.values())
+        if self._master is not None and self._master[0] == versions:
+            return self._master[1]
+        variants = []
+        for name, rendition in self.renditions.items():
+            peak, average = rendition.bandwidth()
+            variants.append(Variant(
+                uri=f"{name}/index.m3u8", bandwidth=peak, average_bandwidth=average,
+                codecs=rendition.codecs, resolution=rendition.resolution,
+                frame_rate=rendition.frame_rate or self._measured_frame_rate(), name=name))
+        independent = all(s.independent for r in self.renditions.values() for s in r.segments)
+        text = render_master_playlist(MasterPlaylist(variants, independent))
+        self._master = (versions, text)
+        return text
+
+    def _measured_frame_rate(self) -> float | None:
+        if TrackKind.VIDEO not in self._tracks or self._segmenter is None:
+            return None
+        return self._segmenter.frame_rate()
+
+
+class PackagerService:
+    """Creates a `Broadcast` for every stream the hub starts."""
+
+    def __init__(self, config: HlsConfig, hub: Hub, store: Store,
+                 metrics: PackagerMetrics) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.broadcasts: dict[str, Broadcast] = {}
+        hub.on_publish(self._on_publish)
+
+    def _on_publish(self, stream: LiveStream) -> None:
+        broadcast = self.broadcasts.get(stream.name)
+        if broadcast is not None and broadcast.ended:
+            next_sequence = broadcast.source.next_sequence
+            broadcast.close()
+            broadcast = None
+        else:
+            next_sequence = 0
+        if broadcast is None:
+            broadcast = Broadcast(stream.name, self.config, self.store, self.metrics,
+                                  first_sequence=next_sequence, on_expired=self._expired)
+            self.broadcasts[stream.name] = broadcast
+            self.metrics.broadcasts.set(len(self.broadcasts))
+        broadcast.attach(stream)
+
+    def _expired(self, broadcast: Broadcast) -> None:
+        if self.broadcasts.get(broadcast.name) is broadcast:
+            del self.broadcasts[broadcast.name]
+            self.metrics.broadcasts.set(len(self.broadcasts))
+        broadcast.close()
+
+    def get(self, name: str) -> Broadcast | None:
+        return self.broadcasts.get(name)
+
+    async def close(self) -> None:
+        for broadcast in list(self.broadcasts.values()):
+            broadcast.close()
+        self.broadcasts.clear()
