@@ -17,6 +17,7 @@ import pickle
 import re
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -137,13 +138,18 @@ class Encoded:
 
 
 def encode_av(container: Any, *, seconds: float, width: int, height: int,
-              on_packet: Callable[[], None] | None = None) -> Encoded:
+              on_packet: Callable[[], None] | None = None, realtime: bool = False,
+              gop: int = FPS) -> Encoded:
     """Encode `seconds` of a moving picture (libx264, 25 fps, GOP 25, B-frames so that PTS and
-    DTS differ) and a 440 Hz tone (AAC 48 kHz stereo) into `container`, muxing as we go."""
+    DTS differ) and a 440 Hz tone (AAC 48 kHz stereo) into `container`, muxing as we go.
+    `realtime` paces the frames at 25 per second of wall-clock time, like a live encoder."""
     video = container.add_stream("libx264", rate=FPS)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     # superfast keeps B-frames (ultrafast drops them): composition times get exercised.
-    video.options = {"preset": "superfast", "g": str(FPS), "keyint_min": str(FPS)}
+    video.options = {"preset": "superfast", "g": str(gop), "keyint_min": str(gop)}
+    if realtime:  # a live encoder hands each frame over at once (no lookahead delay)
+        video.options["tune"] = "zerolatency"
+    started = time.monotonic()
     audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
     encoded = Encoded(width, height)
     y, x = np.mgrid[0:height, 0:width]
@@ -158,6 +164,8 @@ def encode_av(container: Any, *, seconds: float, width: int, height: int,
                 on_packet()
 
     for i in range(frames):
+        if realtime:
+            time.sleep(max(0.0, started + i / FPS - time.monotonic()))
         picture = np.dstack([(x + y + 8 * i) % 256, (2 * x + i) % 256, (y + 3 * i) % 256])
         frame = av.VideoFrame.from_ndarray(picture.astype(np.uint8), format="rgb24")
         frame.pts, frame.time_base = i, Fraction(1, FPS)
@@ -207,7 +215,8 @@ def encode_clip(seconds: float = 2.0, width: int = 320, height: int = 240) -> Cl
 
 
 def publish_pyav(url: str, *, seconds: float = 4.0, width: int = 320, height: int = 240,
-                 before_close: Callable[[], None] | None = None) -> Encoded:
+                 before_close: Callable[[], None] | None = None, realtime: bool = False,
+                 gop: int = FPS) -> Encoded:
     """Publish with PyAV (libavformat's RTMP client) at full speed; blocking.
 
     `before_close` runs once everything is encoded and muxed, with the connection still up.
@@ -215,7 +224,8 @@ def publish_pyav(url: str, *, seconds: float = 4.0, width: int = 320, height: in
     """
     container = av.open(url, "w", format="flv")
     try:
-        encoded = encode_av(container, seconds=seconds, width=width, height=height)
+        encoded = encode_av(container, seconds=seconds, width=width, height=height,
+                            realtime=realtime, gop=gop)
         if before_close is not None:
             before_close()
     finally:
@@ -263,9 +273,12 @@ class PyAvPublisher:
 
     @classmethod
     async def start(cls, url: str, out: Path, *, seconds: float = 4.0, width: int = 320,
-                    height: int = 240, hold: bool = False) -> PyAvPublisher:
+                    height: int = 240, hold: bool = False, realtime: bool = False,
+                    gop: int = FPS) -> PyAvPublisher:
         args = [sys.executable, __file__, url, "--out", str(out), "--seconds", str(seconds),
-                "--size", f"{width}x{height}"]
+                "--size", f"{width}x{height}", "--gop", str(gop)]
+        if realtime:
+            args.append("--realtime")
         process = await asyncio.create_subprocess_exec(
             *args, *(["--hold"] if hold else []), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -308,6 +321,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--realtime", action="store_true")
+    parser.add_argument("--gop", type=int, default=FPS)
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -317,7 +332,8 @@ def _main(argv: list[str]) -> int:
 
     try:
         encoded = publish_pyav(args.url, seconds=args.seconds, width=width, height=height,
-                               before_close=hold if args.hold else None)
+                               before_close=hold if args.hold else None,
+                               realtime=args.realtime, gop=args.gop)
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
