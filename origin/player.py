@@ -1,101 +1,206 @@
-"""The viewer pages: `/` lists live streams, `/watch/<name>` plays one with hls.js.
+"""The viewer pages: `/` lists the broadcasts, `/watch/<name>` plays one with hls.js.
 
 hls.js is installed from npm by `make player` (into `node_modules/`, never committed) and
-served from `/player/hls.min.js`. Without it the page says how to get it.
+served from `/player/hls.min.js`; the page's own script is `/player/golive.js` (below). Without
+hls.js the watch page says how to get it.
+
+The watch page keeps what it measures in `window.golive` (errors, fatal, latency, frames,
+stalls, lowLatency, ...) and the player in `window.hls`, for people and for
+tests/test_browser.py. `?lowLatency=0` plays without LL-HLS (parts, blocking reload).
 """
 
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 
 from aiohttp import web
 
 from golive.ingest.keys import is_valid_stream_name
+from golive.origin.hls import PACKAGER
+from golive.packager.service import Broadcast
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAYER_DIR = PROJECT_ROOT / "node_modules" / "hls.js" / "dist"
 PLAYER_DIR = web.AppKey("player_dir", Path)
 
+NO_CACHE = {"Cache-Control": "no-cache"}
 
-def _page(title: str, body: str) -> str:
+STYLE = """
+:root { color-scheme: light dark; --muted: #888; --live: #d22; }
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 960px;
+       padding: 0 1rem; line-height: 1.4; }
+header { display: flex; align-items: baseline; gap: 1rem; flex-wrap: wrap; }
+header h1 { margin: 0 0 .5rem; font-size: 1.5rem; }
+a { color: inherit; }
+nav, .muted { color: var(--muted); font-size: .9rem; }
+video { width: 100%; aspect-ratio: 16 / 9; background: #000; display: block; }
+code { font-family: ui-monospace, monospace; font-size: .9em; }
+#stats { font-family: ui-monospace, monospace; font-size: .85rem; min-height: 1.4em; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #8884; }
+.state { font-size: .75rem; font-weight: 600; text-transform: uppercase; padding: .1em .5em;
+         border-radius: .3em; border: 1px solid currentColor; }
+.live { color: var(--live); }
+.reconnecting { color: #c80; }
+.ended, .waiting { color: var(--muted); }
+"""
+
+# The watch page's script: small, no build step. Its settings come from the <video> element's
+# data attributes, so the page needs no inline script and this file caches like any other.
+SCRIPT = """\
+"use strict";
+(() => {
+  const video = document.getElementById("video");
+  const stats = document.getElementById("stats");
+  const source = video.dataset.src;
+  const state = window.golive = {
+    errors: [], fatal: null, latency: null, targetLatency: null, frames: 0, dropped: 0,
+    stalls: 0, buffer: 0, lowLatency: video.dataset.lowLatency === "1",
+  };
+  video.addEventListener("waiting", () => { state.stalls += 1; });
+  video.addEventListener("ended", () => { stats.textContent = "The broadcast has ended."; });
+  if (!window.Hls || !Hls.isSupported()) {
+    if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = source;  // Safari and iOS play HLS natively
+    } else {
+      stats.textContent = "This browser cannot play HLS (no Media Source Extensions).";
+    }
+    return;
+  }
+  const hls = window.hls = new Hls({
+    lowLatencyMode: state.lowLatency,
+    liveDurationInfinity: true,
+    backBufferLength: 30,
+    maxLiveSyncPlaybackRate: 1.5,  // catch up with the live edge after a stall
+  });
+  let recoveredAt = 0;
+  hls.on(Hls.Events.ERROR, (event, data) => {
+    state.errors.push(data.details);
+    if (!data.fatal) return;
+    const now = performance.now();
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR && now - recoveredAt > 5000) {
+      recoveredAt = now;  // once in a while: a decoder hiccup, not a broken stream
+      hls.recoverMediaError();
+      return;
+    }
+    state.fatal = data.details;
+    stats.textContent = `Playback failed: ${data.details}. Reload the page to retry.`;
+  });
+  hls.loadSource(source);
+  hls.attachMedia(video);
+  const seconds = (value) => (Number.isFinite(value) ? value.toFixed(2) : "-");
+  setInterval(() => {
+    if (state.fatal || video.ended) return;
+    const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+    state.frames = quality ? quality.totalVideoFrames : 0;
+    state.dropped = quality ? quality.droppedVideoFrames : 0;
+    state.latency = hls.latency;
+    state.targetLatency = hls.targetLatency;
+    const ranges = video.buffered;
+    state.buffer = ranges.length ? ranges.end(ranges.length - 1) - video.currentTime : 0;
+    const level = hls.levels[hls.currentLevel];
+    const size = level && level.width ? `${level.width}\\u00d7${level.height} · ` : "";
+    const rate = level && level.bitrate ? `${(level.bitrate / 1e6).toFixed(2)} Mbit/s · ` : "";
+    stats.textContent = `latency ${seconds(state.latency)} s` +
+      ` (target ${seconds(state.targetLatency)}) · buffer ${seconds(state.buffer)} s · ` +
+      size + rate + `frames ${state.frames} (${state.dropped} dropped) · ` +
+      `stalls ${state.stalls} · speed ${video.playbackRate.toFixed(2)}x`;
+  }, 250);
+})();
+"""
+
+
+def _page(title: str, body: str, *, head: str = "") -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; padding: 0 1rem; }}
-video {{ width: 100%; background: #000; }}
-code {{ background: #eee; padding: 0 .25em; }}
-#stats {{ font-family: ui-monospace, monospace; }}
-</style></head><body>
+<link rel="icon" href="data:,">
+<title>{html.escape(title)}</title>{head}
+<style>{STYLE}</style>
+</head><body>
 {body}
 </body></html>
 """
 
 
-async def index(request: web.Request) -> web.Response:
-    from golive.origin.hls import PACKAGER
+def _state(broadcast: Broadcast) -> str:
+    if broadcast.ended:
+        return "ended"
+    if not broadcast.live:
+        return "reconnecting"
+    return "live" if broadcast.has_media else "waiting"
 
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+async def index(request: web.Request) -> web.Response:
     broadcasts = sorted(request.app[PACKAGER].broadcasts.values(), key=lambda b: b.name)
-    items = []
+    now = time.time()
+    rows = []
     for broadcast in broadcasts:
-        state = "live" if broadcast.live else ("ended" if broadcast.ended else "reconnecting")
         name = html.escape(broadcast.name)
-        items.append(f'<li><a href="/watch/{name}">{name}</a> ({state}) '
-                     f'&middot; <code>/live/{name}/index.m3u8</code></li>')
-    listing = "<ul>" + "".join(items) + "</ul>" if items else "<p>No stream is live.</p>"
-    return web.Response(text=_page("golive", f"<h1>golive</h1>{listing}"),
-                        content_type="text/html", headers={"Cache-Control": "no-cache"})
+        state = _state(broadcast)
+        source = broadcast.source
+        size = "&times;".join(map(str, source.resolution)) if source.resolution else ""
+        playlist = f"/live/{name}/index.m3u8"
+        rows.append(
+            f'<tr><td><a href="/watch/{name}">{name}</a></td>'
+            f'<td><span class="state {state}">{state}</span></td>'
+            f"<td>{_duration(now - broadcast.started_at)}</td><td>{size}</td>"
+            f'<td><a href="{playlist}"><code>{playlist}</code></a></td></tr>')
+    if rows:
+        listing = ("<table><thead><tr><th>stream</th><th>state</th><th>since</th>"
+                   "<th>video</th><th>playlist</th></tr></thead><tbody>"
+                   + "".join(rows) + "</tbody></table>")
+    else:
+        listing = ("<p>No stream is live. Publish with RTMP to "
+                   "<code>rtmp://&lt;this host&gt;/live/&lt;stream key&gt;</code>.</p>")
+    body = (f"<header><h1>golive</h1><nav>{len(broadcasts)} broadcast(s) · "
+            '<a href="/api/streams">API</a> · <a href="/metrics">metrics</a></nav></header>'
+            f"{listing}")
+    refresh = '\n<meta http-equiv="refresh" content="5">'
+    return web.Response(text=_page("golive", body, head=refresh), content_type="text/html",
+                        headers=NO_CACHE)
 
 
 async def watch(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not is_valid_stream_name(name):
         raise web.HTTPNotFound(text="no such stream\n")
-    player = request.app[PLAYER_DIR] / "hls.min.js"
     safe = html.escape(name)
+    playlist = f"/live/{safe}/index.m3u8"
     low_latency = request.query.get("lowLatency", "1") != "0"
-    if not player.is_file():
-        body = (f"<h1>{safe}</h1><p>The player script (hls.js) is not installed. Run "
+    broadcast = request.app[PACKAGER].get(name)
+    state = _state(broadcast) if broadcast is not None else "offline"
+    toggle = (f'<a href="/watch/{safe}?lowLatency=0">standard latency</a>' if low_latency
+              else f'<a href="/watch/{safe}">low latency</a>')
+    header = (f'<header><h1>{safe}</h1><span class="state {state}">{state}</span>'
+              f'<nav><a href="/">all streams</a> · <a href="{playlist}">playlist</a> · '
+              f"{'low latency' if low_latency else 'standard latency'} (switch to {toggle})"
+              "</nav></header>")
+    if not (request.app[PLAYER_DIR] / "hls.min.js").is_file():
+        body = (f"{header}<p>The player script (hls.js) is not installed. Run "
                 "<code>make player</code> in the golive checkout (it installs hls.js from "
-                "npm), or open <code>/live/" + safe + "/index.m3u8</code> in Safari, VLC or "
-                "ffplay.</p>")
-        return web.Response(text=_page(name, body), content_type="text/html")
-    body = f"""<h1>{safe}</h1>
-<video id="video" controls muted autoplay playsinline></video>
+                f'npm), or open <a href="{playlist}"><code>{playlist}</code></a> in Safari, '
+                "VLC or ffplay.</p>")
+        return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+    body = f"""{header}
+<video id="video" controls muted autoplay playsinline data-src="{playlist}"
+       data-low-latency="{int(low_latency)}"></video>
 <p id="stats">starting…</p>
 <script src="/player/hls.min.js"></script>
-<script>
-const source = "/live/{safe}/index.m3u8";
-const video = document.getElementById("video");
-const stats = document.getElementById("stats");
-window.golive = {{ errors: [], fatal: null, latency: null, frames: 0,
-                  lowLatency: {str(low_latency).lower()} }};
-if (Hls.isSupported()) {{
-  const hls = new Hls({{ lowLatencyMode: window.golive.lowLatency, backBufferLength: 30 }});
-  window.hls = hls;
-  hls.on(Hls.Events.ERROR, (event, data) => {{
-    window.golive.errors.push(data.details);
-    if (data.fatal) window.golive.fatal = data.details;
-  }});
-  hls.loadSource(source);
-  hls.attachMedia(video);
-  setInterval(() => {{
-    window.golive.latency = hls.latency;
-    const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
-    window.golive.frames = quality ? quality.totalVideoFrames : 0;
-    const ahead = video.buffered.length
-      ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0;
-    stats.textContent = `latency ${{hls.latency.toFixed(2)}} s · level ${{hls.currentLevel}}` +
-      ` · frames ${{window.golive.frames}} · buffer ${{ahead.toFixed(2)}} s`;
-  }}, 250);
-}} else if (video.canPlayType("application/vnd.apple.mpegurl")) {{
-  video.src = source;  // Safari and iOS play HLS natively
-}}
-</script>"""
-    return web.Response(text=_page(name, body), content_type="text/html",
-                        headers={"Cache-Control": "no-cache"})
+<script src="/player/golive.js"></script>"""
+    return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+
+
+async def page_script(request: web.Request) -> web.Response:
+    return web.Response(text=SCRIPT, content_type="text/javascript", headers=NO_CACHE)
 
 
 async def player_script(request: web.Request) -> web.StreamResponse:
@@ -109,4 +214,5 @@ def add_routes(app: web.Application, player_dir: str | None) -> None:
     app[PLAYER_DIR] = Path(player_dir) if player_dir else DEFAULT_PLAYER_DIR
     app.router.add_get("/", index)
     app.router.add_get("/watch/{name}", watch)
+    app.router.add_get("/player/golive.js", page_script)
     app.router.add_get(r"/player/{file:hls(?:\.min)?\.js(?:\.map)?}", player_script)

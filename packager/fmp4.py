@@ -98,7 +98,9 @@ class FragmentMuxer:
             raise ValueError("the muxer is closed")
         buffer = io.BytesIO()
         options = {"movflags": FRAGMENT_FLAGS, "avoid_negative_ts": "disabled",
-                   "fragment_index": str(self._fragments + 1)}
+                   # Without an edit list, frag_discont makes tfdt the first sample's DTS
+                   # (with one it is the PTS, which B-frames put a frame or two later).
+                   "use_editlist": "0", "fragment_index": str(self._fragments + 1)}
         with av.open(buffer, "w", format="mp4", options=options) as output:
             streams = {}
             for track in self.tracks:

@@ -108,6 +108,8 @@ class Rendition:
                 start = previous.program_date_time + previous.duration_ms / 1000
             else:
                 start = now - duration_ms / 1000
+                if previous is not None:  # dates never run backwards, even across a gap
+                    start = max(start, previous.program_date_time + previous.duration_ms / 1000)
             self.open = SegmentRecord(
                 sequence=self.next_sequence, program_date_time=start,
                 init_uri=self.init_uri, discontinuity=self._pending_discontinuity,

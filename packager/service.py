@@ -133,6 +133,10 @@ class Broadcast:
             for unit in pending:
                 self._feed(unit)
         self._flush()
+        if self._muxer is not None:  # the next publication starts from its own tracks
+            self._muxer.close()
+            self._muxer = None
+        self._tracks = {}
         if self.stream is stream:
             self._publication_ended()
 
