@@ -63,14 +63,35 @@ def main() -> None:
               help="PEM certificate (chain) that enables the RTMPS listener.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM private key for --tls-cert.")
+@click.option("--segment-target", type=click.FloatRange(1.0, 30.0), default=None,
+              help="HLS segment duration in seconds; segments start at the first keyframe "
+                   "past it.  [default: 2]")
+@click.option("--part-target", type=click.FloatRange(0.1, 2.0), default=None,
+              help="LL-HLS part duration in seconds, rounded to whole frames.  [default: 0.333]")
+@click.option("--no-low-latency", "classic", is_flag=True, default=None,
+              help="Classic HLS only: no LL-HLS parts, preload hints or blocking reload.")
+@click.option("--store-dir", type=click.Path(file_okay=False), default=None,
+              help="Write segments and playlists to this directory (atomic writes, e.g. for "
+                   "a CDN or nginx to serve) instead of keeping them in memory.")
+@click.option("--record-dir", type=click.Path(file_okay=False), default=None,
+              help="Also record every broadcast here as a VOD playlist.")
+@click.option("--mpegts", is_flag=True, default=None,
+              help="Also package H.264/AAC as classic MPEG-TS for legacy players "
+                   "(/live/NAME/ts/index.m3u8).")
+@click.option("--grace-period", type=click.FloatRange(0.0), default=None,
+              help="Seconds a dropped publisher may reconnect and continue the same "
+                   "playlists.  [default: 10]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
                                                case_sensitive=False), default=None,
               help="Log verbosity.  [default: INFO]")
 def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           config_file: str | None, keys: tuple[str, ...], open_mode: bool | None,
           webhook: str | None, rtmps_port: int | None, tls_cert: str | None,
-          tls_key: str | None, log_level: str | None) -> None:
-    """Run the server: RTMP ingest and the HTTP origin, with in-memory storage."""
+          tls_key: str | None, segment_target: float | None, part_target: float | None,
+          classic: bool | None, store_dir: str | None, record_dir: str | None,
+          mpegts: bool | None, grace_period: float | None, log_level: str | None) -> None:
+    """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
+    unless --store-dir is given)."""
     try:
         config = load_config(config_file) if config_file else Config()
         key_table = {**config.ingest.keys, **_parse_keys(keys)}
@@ -86,6 +107,9 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                     "webhook_url": webhook, "rtmps_port": rtmps_port, "tls_cert": tls_cert,
                     "tls_key": tls_key},
             http={"port": http_port, "host": host},
+            hls={"segment_target": segment_target, "part_target": part_target,
+                 "low_latency": False if classic else None, "store_dir": store_dir,
+                 "record_dir": record_dir, "mpegts": mpegts, "grace_period": grace_period},
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -143,10 +167,10 @@ def _banner(server: Server, generated_key: str | None) -> None:
         f"Metrics:       {http}/metrics",
         "",
     ]
-    serves_hls = any(r.canonical.startswith("/live/") for r in server.app.router.resources())
-    if serves_hls and (generated_key or ingest.keys):
+    if generated_key or ingest.keys:
         name = "main" if generated_key else sorted(ingest.keys.values())[0]
-        lines.insert(-3, f"Watch:         {http}/live/{name}/index.m3u8")
-    elif not serves_hls:
-        lines.insert(-3, "Watch:         HLS playback is not in this build yet")
+        lines[-3:-3] = [f"Watch:         {http}/watch/{name}",
+                        f"HLS playlist:  {http}/live/{name}/index.m3u8"]
+    else:
+        lines.insert(-3, f"Watch:         {http}/  (lists the live streams)")
     click.echo("\n".join(lines))

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from golive.config import Config, ConfigError, HttpConfig, IngestConfig, load_config
+from golive.config import (
+    Config,
+    ConfigError,
+    HlsConfig,
+    HttpConfig,
+    IngestConfig,
+    load_config,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -116,3 +123,28 @@ def test_malformed_configurations(tmp_path: Path, text: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_hls_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[hls]
+segment_target = 4
+part_target = 0.5
+low_latency = false
+store_dir = "/var/lib/golive"
+grace_period = 30
+"""))
+    assert config.hls == HlsConfig(segment_target=4, part_target=0.5, low_latency=False,
+                                   store_dir="/var/lib/golive", grace_period=30)
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ("[hls]\nsegment_target = 0.5\n", "segment_target"),
+    ("[hls]\npart_target = 1.5\n", "part_target"),  # more than half the segment target
+    ("[hls]\npart_target = 0.05\n", "part_target"),
+    ("[hls]\nlow_latency = 1\n", "low_latency"),
+    ("[hls]\ngrace_period = -1\n", "grace_period"),
+])
+def test_invalid_hls_settings(tmp_path: Path, text: str, mentions: str) -> None:
+    with pytest.raises(ConfigError, match=mentions):
+        load_config(write(tmp_path, text))
