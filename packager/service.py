@@ -272,6 +272,17 @@ class Broadcast:
                 self.metrics.segments.labels(self.name, SOURCE).inc()
                 self.metrics.segment_bytes.labels(self.name, SOURCE).inc(
                     source.segments[-1].size if source.segments else 0)
+        self._write_playlists()
+
+    def _write_playlists(self) -> None:
+        """A disk store also gets the playlists (each written atomically), so another server
+        (nginx, a CDN's origin pull) can serve the directory as it is. The memory store does
+        not need them: the origin renders playlists on request."""
+        if not self.store.holds_playlists:
+            return
+        for name, rendition in self.renditions.items():
+            self.store.put(f"{self.name}/{name}/index.m3u8", rendition.text().encode())
+        self.store.put(f"{self.name}/index.m3u8", self.master_text().encode())
 
     def _publication_ended(self) -> None:
         self.live = False
@@ -289,6 +300,7 @@ class Broadcast:
         self.live = False
         for rendition in self.renditions.values():
             rendition.end()
+        self._write_playlists()
         log.info("stream %s: broadcast ended (ENDLIST)", self.name)
         self._timer = asyncio.get_running_loop().call_later(ENDED_RETENTION, self._expire)
 
@@ -304,8 +316,12 @@ class Broadcast:
             self._task.cancel()
         if self._muxer is not None:
             self._muxer.close()
-        for rendition in self.renditions.values():
+        for name, rendition in self.renditions.items():
             rendition.close()
+            self.store.delete(f"{self.name}/{name}/index.m3u8")
+            for index in range(1, self._inits + 1):  # earlier publications' init segments
+                self.store.delete(f"{rendition.prefix}init-{index}.mp4")
+        self.store.delete(f"{self.name}/index.m3u8")
         self.metrics.forget(self.name, list(self.renditions))
 
     # -- for the origin ---------------------------------------------------------------------

@@ -22,6 +22,8 @@ def valid_key(key: str) -> bool:
 
 
 class Store(Protocol):
+    holds_playlists: bool  # write playlist files too (for other servers reading the store)
+
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
@@ -30,6 +32,8 @@ class Store(Protocol):
 
 class MemoryStore:
     """Files in a dict: the default, nothing touches the disk."""
+
+    holds_playlists = False
 
     def __init__(self) -> None:
         self._files: dict[str, bytes] = {}
@@ -64,6 +68,8 @@ class MemoryStore:
 class DiskStore:
     """Files under one directory, written atomically (temporary file, then rename), so a
     reader (golive's origin, or nginx serving the same directory) never sees half a file."""
+
+    holds_playlists = True
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()

@@ -222,3 +222,23 @@ async def test_metrics_api_and_pages(live: tuple[Server, RawPublisher]) -> None:
             page = await response.text()
         assert f'href="/watch/{NAME}"' in page
         assert KEY not in page and KEY not in str(streams) and KEY not in metrics.text
+
+
+async def test_a_disk_store_holds_what_another_server_needs(
+        live: tuple[Server, RawPublisher], tmp_path: Path) -> None:
+    server, _ = live
+    root = tmp_path / "store" / NAME
+    served = (await get(server, f"/live/{NAME}/source/index.m3u8"))[2].decode()
+    on_disk = (root / "source" / "index.m3u8").read_text()
+    # The same playlist (modulo a part listed in between), and every file it lists is there.
+    assert on_disk.splitlines()[:6] == served.splitlines()[:6]
+    listed = re.findall(r'^(?:#EXT-X-(?:PART|MAP):.*URI="([^"]+)"|(seg-\d+\.m4s))$', on_disk, re.M)
+    assert len(listed) > 10
+    for uri in listed:
+        assert (root / "source" / (uri[0] or uri[1])).is_file(), uri
+    [hint] = re.findall(r'PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', on_disk)
+    assert not (root / "source" / hint).exists()
+    assert (root / "index.m3u8").read_text().startswith("#EXTM3U")
+    assert not list(root.rglob(".tmp-*"))  # atomic writes leave no temporaries
+    server.packager.get(NAME).close()
+    assert not [p for p in root.rglob("*") if p.is_file()]
