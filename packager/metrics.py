@@ -37,6 +37,9 @@ class PackagerMetrics:
         self.broadcasts = Gauge(
             "golive_hls_broadcasts", "Broadcasts with playlists (live or in their grace period).",
             registry=registry)
+        self.recording_errors = Counter(
+            "golive_hls_recording_errors_total", "Recordings stopped by an error (disk full).",
+            ["stream"], registry=registry)
         self.mux_errors = Counter(
             "golive_hls_mux_errors_total", "Parts libavformat refused to mux (units dropped).",
             ["stream"], registry=registry)

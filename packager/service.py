@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import av
 
@@ -24,8 +25,9 @@ from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO, FragmentMuxer
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
+from golive.packager.recording import Recorder, seal_recording
 from golive.packager.rendition import Rendition
-from golive.packager.store import Store
+from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, Segmenter, TimelineConfig
 
 log = logging.getLogger("golive.packager")
@@ -71,6 +73,11 @@ class Broadcast:
         self._warned_keyframes = False
         self._closed = False
         self._unpackageable = False  # the current tracks cannot be packaged
+        self.recorder: Recorder | None = None
+        if config.record_dir:  # <record_dir>/<name>/<UTC start>/index.m3u8
+            started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
+            self.recorder = Recorder(DiskStore(config.record_dir), f"{name}/{started}/",
+                                     target_duration=self.timeline.target_duration_s)
 
     # -- publications -----------------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class Broadcast:
             part_target_ms=self.source.part_target_ms)
         source = self.source
         source.set_init(self._inits, muxer.init_segment)
+        self._record(lambda recorder: recorder.set_init(self._inits, muxer.init_segment))
         source.codecs = tuple(t.codec_string or t.codec for t in packaged.values())
         source.resolution = (video.width, video.height) if video and video.width else None
         source.frame_rate = float(video.frame_rate) if video and video.frame_rate else None
@@ -268,11 +276,25 @@ class Broadcast:
             source.add_part(data, part.duration_ms, part.independent, part.first_in_segment,
                             part.last_in_segment, part.start_ms + part.duration_ms)
             self.metrics.parts.labels(self.name, SOURCE).inc()
-            if part.last_in_segment:
+            if part.last_in_segment and source.segments:
+                segment = source.segments[-1]
                 self.metrics.segments.labels(self.name, SOURCE).inc()
-                self.metrics.segment_bytes.labels(self.name, SOURCE).inc(
-                    source.segments[-1].size if source.segments else 0)
+                self.metrics.segment_bytes.labels(self.name, SOURCE).inc(segment.size)
+                self._record(lambda recorder, s=segment: recorder.add_segment(
+                    s.sequence, self.store.get(source.prefix + s.uri) or b"", s.duration_ms,
+                    s.independent, s.discontinuity, s.program_date_time))
         self._write_playlists()
+
+    def _record(self, action: Callable[[Recorder], None]) -> None:
+        """Recording must never stop the live stream: a failure (disk full) ends it."""
+        if self.recorder is None:
+            return
+        try:
+            action(self.recorder)
+        except (OSError, ValueError) as exc:
+            log.error("stream %s: recording stopped: %s", self.name, exc)
+            self.metrics.recording_errors.labels(self.name).inc()
+            self.recorder = None
 
     def _write_playlists(self) -> None:
         """A disk store also gets the playlists (each written atomically), so another server
@@ -301,6 +323,7 @@ class Broadcast:
         for rendition in self.renditions.values():
             rendition.end()
         self._write_playlists()
+        self._record(lambda recorder: recorder.end())
         log.info("stream %s: broadcast ended (ENDLIST)", self.name)
         self._timer = asyncio.get_running_loop().call_later(ENDED_RETENTION, self._expire)
 
@@ -362,6 +385,16 @@ class PackagerService:
         self.metrics = metrics
         self.broadcasts: dict[str, Broadcast] = {}
         hub.on_publish(self._on_publish)
+        if config.record_dir:
+            self._seal_leftover_recordings(Path(config.record_dir))
+
+    def _seal_leftover_recordings(self, root: Path) -> None:
+        """Recordings a previous process left open (it crashed) become VOD playlists."""
+        store = DiskStore(root)
+        for playlist in sorted(root.glob("*/*/index.m3u8")):
+            prefix = playlist.parent.relative_to(root).as_posix()
+            if seal_recording(store, prefix):
+                log.warning("recording %s was left open by a previous run; sealed it", prefix)
 
     def _on_publish(self, stream: LiveStream) -> None:
         broadcast = self.broadcasts.get(stream.name)

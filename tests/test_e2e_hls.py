@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import pytest
 from conftest import MakeServer, eventually, http_get, scrape
 from publishers import FPS, PyAvPublisher, RawPublisher, encode_clip
@@ -201,3 +202,34 @@ async def test_master_playlist_describes_the_real_stream(make_server: MakeServer
         s.duration_ms for s in rendition.segments)
     assert peak >= max(rates) * 0.999 and peak >= average
     assert abs(average - total) <= 1
+
+
+async def test_recording_becomes_a_vod_playlist(make_server: MakeServer, tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    left_open = records / "old" / "20260101T000000Z"
+    left_open.mkdir(parents=True)
+    (left_open / "index.m3u8").write_text("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n")
+    server = await make_server(hls=HlsConfig(grace_period=0.2, record_dir=str(records)),
+                               keys={KEY: NAME})
+    assert (left_open / "index.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    clip = encode_clip(6.0, 320, 240)
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(clip.tags)
+    await eventually(lambda: server.hub.get(NAME) is not None and server.hub.get(NAME).units_in
+                     == len(clip.encoded.video) + len(clip.encoded.audio), what="ingested")
+    [playlist] = (records / NAME).glob("*/index.m3u8")
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in playlist.read_text()  # playable while it grows
+    await publisher.close()
+    await eventually(lambda: server.packager.get(NAME).ended, what="broadcast ended")
+    text = playlist.read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and text.rstrip().endswith("#EXT-X-ENDLIST")
+    listed = sum(float(d) for d in re.findall(r"#EXTINF:([\d.]+),", text))
+    assert abs(listed - len(clip.encoded.video) / FPS) <= 1 / FPS
+    played = await asyncio.to_thread(_count_frames, playlist)
+    assert played == len(clip.encoded.video)
+
+
+def _count_frames(playlist: Path) -> int:
+    with av.open(str(playlist)) as container:
+        return sum(1 for _ in container.decode(video=0))
