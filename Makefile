@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml setup.py ingest/chunk.py ingest/timestamps.py ingest/fl
 
 ## run: start the server with embedded defaults (RTMP 1935, HTTP 8080, in-memory store)
 run: $(STAMP)
+	-@$(MAKE) --no-print-directory player
 	$(BIN)/golive serve $(ARGS)
 
 ## test: the whole test suite (what CI runs). The ffmpeg CLI is installed when possible for
 ## the tests that publish with it; without it they skip and say why.
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory ffmpeg
+	-@$(MAKE) --no-print-directory player browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -36,11 +38,30 @@ ffmpeg:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; fi; }
 
-## bench-deps: reference servers for the benchmarks (nginx with the RTMP module)
+## player: hls.js for the /watch page and playwright-core for the browser test, from npm
+## (package.json, pinned by package-lock.json) into node_modules/, which is never committed
+.PHONY: player browser-deps
+player: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; fi; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## browser-deps: Debian's Chromium for the browser test (never a browser download by playwright)
+browser-deps:
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+## bench-deps: reference servers for the benchmarks (nginx with the RTMP module) and wrk,
+## the HTTP load generator of the HLS origin benchmark
 bench-deps:
-	@command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp >/dev/null; fi; }
+	@command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] && command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp wrk >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp wrk >/dev/null; fi; }
 
 ## bench: every benchmark, one table
 bench: $(STAMP) bench-deps

@@ -69,30 +69,40 @@ SCRIPT = """\
     }
     return;
   }
-  const hls = window.hls = new Hls({
+  const config = {
     lowLatencyMode: state.lowLatency,
     liveDurationInfinity: true,
     backBufferLength: 30,
     maxLiveSyncPlaybackRate: 1.5,  // catch up with the live edge after a stall
-  });
+  };
+  let hls = null;
   let recoveredAt = 0;
-  hls.on(Hls.Events.ERROR, (event, data) => {
-    state.errors.push(data.details);
-    if (!data.fatal) return;
-    const now = performance.now();
-    if (data.type === Hls.ErrorTypes.MEDIA_ERROR && now - recoveredAt > 5000) {
-      recoveredAt = now;  // once in a while: a decoder hiccup, not a broken stream
-      hls.recoverMediaError();
-      return;
-    }
-    state.fatal = data.details;
-    stats.textContent = `Playback failed: ${data.details}. Reload the page to retry.`;
-  });
-  hls.loadSource(source);
-  hls.attachMedia(video);
+  const start = () => {
+    hls = window.hls = new Hls(config);
+    hls.on(Hls.Events.ERROR, (event, data) => {
+      state.errors.push(data.details);
+      if (!data.fatal) return;
+      const now = performance.now();
+      if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR) {
+        // Not live (yet): look again in a moment, as a viewer waiting for the show would.
+        stats.textContent = "Waiting for the stream to go live…";
+        hls.destroy();
+        setTimeout(start, 3000);
+      } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR && now - recoveredAt > 5000) {
+        recoveredAt = now;  // once in a while: a decoder hiccup, not a broken stream
+        hls.recoverMediaError();
+      } else {
+        state.fatal = data.details;
+        stats.textContent = `Playback failed: ${data.details}. Reload the page to retry.`;
+      }
+    });
+    hls.loadSource(source);
+    hls.attachMedia(video);
+  };
+  start();
   const seconds = (value) => (Number.isFinite(value) ? value.toFixed(2) : "-");
   setInterval(() => {
-    if (state.fatal || video.ended) return;
+    if (state.fatal || video.ended || !hls.levels.length) return;
     const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
     state.frames = quality ? quality.totalVideoFrames : 0;
     state.dropped = quality ? quality.droppedVideoFrames : 0;
@@ -105,8 +115,9 @@ SCRIPT = """\
     const rate = level && level.bitrate ? `${(level.bitrate / 1e6).toFixed(2)} Mbit/s · ` : "";
     stats.textContent = `latency ${seconds(state.latency)} s` +
       ` (target ${seconds(state.targetLatency)}) · buffer ${seconds(state.buffer)} s · ` +
-      size + rate + `frames ${state.frames} (${state.dropped} dropped) · ` +
-      `stalls ${state.stalls} · speed ${video.playbackRate.toFixed(2)}x`;
+      size + rate + `frames ${state.frames}` +
+      (state.dropped ? ` (${state.dropped} dropped)` : "") + ` · stalls ${state.stalls}` +
+      (video.playbackRate !== 1 ? ` · catching up at ${video.playbackRate.toFixed(2)}x` : "");
   }, 250);
 })();
 """

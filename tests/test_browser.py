@@ -1,0 +1,206 @@
+"""hls.js in a real browser: golive's /watch page played by headless Chromium.
+
+A real-time PyAV publisher feeds a golive server; `tests/browser/play.mjs` (Node, with
+playwright-core driving the system's Chromium) opens the watch page with low latency on, then
+with it off (`?lowLatency=0`), and samples the page's `window.golive` state every 250 ms. The
+test judges the samples: frames and currentTime advance, no fatal error, hls.latency reported,
+and LL-HLS playing much closer to live than plain HLS.
+
+Needs Node, `make player` (hls.js, playwright-core) and `make browser-deps` (Chromium). When one
+is missing the test runs those targets once, and skips saying what is missing if they fail.
+
+GOLIVE_BROWSER_PART_TARGET=<seconds> plays with another HLS part target (for measuring the
+default); GOLIVE_BROWSER_SECONDS=<seconds> changes how long each page plays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import http_get
+from publishers import PyAvPublisher
+
+from golive.config import Config, HlsConfig, HttpConfig, IngestConfig
+from golive.server import Server
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAY = ROOT / "tests" / "browser" / "play.mjs"
+CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
+KEY = "k-" + secrets.token_hex(8)
+NAME = "cam"
+FPS = 25
+PAGE_SECONDS = float(os.environ.get("GOLIVE_BROWSER_SECONDS", "10"))
+WARM_UP = 3.0  # seconds from opening a page before its measurements count
+
+
+def _missing() -> list[str]:
+    missing = []
+    if shutil.which("node") is None:
+        missing.append("node (Node.js)")
+    for package in ("hls.js", "playwright-core"):
+        if not (ROOT / "node_modules" / package / "package.json").is_file():
+            missing.append(f"node_modules/{package} (`make player`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (`make browser-deps`)")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def browser_tools() -> None:
+    """Node, hls.js, playwright-core and Chromium: installed by make when missing."""
+    if not _missing():
+        return
+    if shutil.which("make") is None:
+        pytest.skip("browser test needs " + ", ".join(_missing()) + "; `make` is not there "
+                    "to install them")
+    try:
+        result = subprocess.run(["make", "--no-print-directory", "player", "browser-deps"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=900)
+        detail = (f"it exited {result.returncode}: "
+                  + (result.stderr or result.stdout).strip()[-500:]) if result.returncode else (
+            "it ran without error but did not provide them")
+    except subprocess.TimeoutExpired:
+        detail = "timed out"
+    missing = _missing()
+    if missing:
+        pytest.skip("browser test needs " + ", ".join(missing) + " and `make player "
+                    f"browser-deps` could not install it: {detail}")
+
+
+@dataclass
+class Playback:
+    """What one page measured after its warm-up."""
+
+    mode: str
+    samples: list[dict[str, Any]]
+    console: list[str]
+
+    @property
+    def window(self) -> list[dict[str, Any]]:
+        return [s for s in self.samples if s["t"] >= WARM_UP]
+
+    @property
+    def elapsed(self) -> float:
+        return self.window[-1]["t"] - self.window[0]["t"]
+
+    def advanced(self, field: str) -> float:
+        return self.window[-1][field] - self.window[0][field]
+
+    def median(self, field: str) -> float | None:
+        values = [s[field] for s in self.window if _finite(s[field])]
+        return statistics.median(values) if values else None
+
+    @property
+    def stalls(self) -> int:
+        """`waiting` events after the warm-up (rebuffering)."""
+        return self.window[-1]["stalls"] - self.window[0]["stalls"]
+
+    @property
+    def buffer_stalled_errors(self) -> int:
+        return sum(e == "bufferStalledError" for e in self.samples[-1]["errors"])
+
+    @property
+    def fatal(self) -> str | None:
+        return next((s["fatal"] for s in self.samples if s["fatal"]), None)
+
+    def summary(self) -> str:
+        latency, since_ingest = self.median("latency"), self.median("sinceIngest")
+        return (f"{self.mode}: hls.latency median {_seconds(latency)} "
+                f"(target {_seconds(self.median('targetLatency'))}), since ingest "
+                f"{_seconds(since_ingest)}, {self.stalls} stalls and "
+                f"{self.buffer_stalled_errors} bufferStalledError, "
+                f"{self.advanced('frames')} frames in {self.elapsed:.1f} s, "
+                f"errors {sorted(set(self.samples[-1]['errors']))}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and value == value and abs(value) != float("inf")
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+async def _play(urls: list[str], seconds: float) -> list[dict[str, Any]]:
+    node = await asyncio.create_subprocess_exec(
+        "node", str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds), *urls,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(node.communicate(), len(urls) * seconds + 60)
+    except TimeoutError:
+        node.kill()
+        await node.wait()
+        raise
+    assert node.returncode == 0, err.decode(errors="replace")[-3000:]
+    result = json.loads(out)
+    assert isinstance(result, list)
+    return result
+
+
+def _hls_config() -> HlsConfig:
+    part_target = os.environ.get("GOLIVE_BROWSER_PART_TARGET")
+    if part_target is None:
+        return HlsConfig()  # what golive serves by default
+    return HlsConfig(part_target=float(part_target), segment_target=2.0)
+
+
+async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path) -> None:
+    hls_config = _hls_config()
+    server = Server(Config(ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
+                           http=HttpConfig(host="127.0.0.1", port=0), hls=hls_config))
+    await server.start()
+    publisher = None
+    try:
+        publisher = await PyAvPublisher.start(
+            f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+            seconds=2 * PAGE_SECONDS + 6, realtime=True, width=640, height=360)
+        base = f"http://127.0.0.1:{server.http_port}/watch/{NAME}"
+        played = await _play([base, base + "?lowLatency=0"], PAGE_SECONDS)
+
+        # The listing shows the broadcast as live, linking its page and playlist.
+        status, listing = await http_get(server.http_port, "/")
+        assert status == 200
+        assert f'href="/watch/{NAME}"' in listing
+        assert f'href="/live/{NAME}/index.m3u8"' in listing
+        assert '<span class="state live">live</span>' in listing
+        await publisher.finish(60)
+        publisher = None
+    finally:
+        if publisher is not None:
+            publisher.kill()
+        await asyncio.wait_for(server.close(), 10)
+
+    low, plain = (Playback(mode, page["samples"], page["console"])
+                  for mode, page in zip(("low latency", "standard"), played, strict=True))
+    print(f"\npart target {hls_config.part_target} s, segment target "
+          f"{hls_config.segment_target} s")
+    for playback in (low, plain):
+        print(playback.summary())
+    for playback, low_latency in ((low, True), (plain, False)):
+        context = f"{playback.mode}: {playback.summary()}; console {playback.console[-10:]}"
+        assert playback.samples[0]["hls"], "hls.js did not start: " + context
+        assert playback.samples[-1]["lowLatency"] is low_latency
+        assert playback.fatal is None, context
+        assert playback.elapsed >= PAGE_SECONDS - WARM_UP - 1, context
+        # Playing all along: frames decoded and the clock moving at (about) real time.
+        assert playback.advanced("frames") >= 0.6 * FPS * playback.elapsed, context
+        assert playback.advanced("currentTime") >= 0.6 * playback.elapsed, context
+        assert not playback.window[-1]["paused"], context
+        assert playback.median("latency") is not None, "no hls.latency: " + context
+    # LL-HLS (parts, blocking reload) plays far closer to live than three whole segments back.
+    low_latency, plain_latency = low.median("latency"), plain.median("latency")
+    assert low_latency is not None and plain_latency is not None
+    assert low_latency < 3.0, low.summary()
+    assert low_latency < plain_latency - 1.0, (low.summary(), plain.summary())
