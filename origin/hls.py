@@ -7,10 +7,12 @@ pieces, so a request can never name anything outside the store.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import re
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from golive.origin.metrics import OriginMetrics
 from golive.origin.viewers import ViewerCounter
 from golive.packager.rendition import Rendition
 from golive.packager.service import Broadcast, PackagerService
+from golive.packager.store import Store
 
 PACKAGER = web.AppKey("packager", PackagerService)
 ORIGIN_METRICS = web.AppKey("origin_metrics", OriginMetrics)
@@ -53,11 +56,19 @@ def _not_found(reason: str) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=reason + "\n", headers={**CORS, "Cache-Control": "no-cache"})
 
 
-def _playlist_response(request: web.Request, text: str, cache: str) -> web.Response:
+@functools.lru_cache(maxsize=1024)
+def _encoded(text: str, gzipped: bool) -> bytes:
+    """A playlist's bytes, compressed once per version: renditions cache their text, so the
+    same string object (whose hash Python keeps) comes back until the playlist changes."""
     body = text.encode()
+    return gzip.compress(body, compresslevel=5, mtime=0) if gzipped else body
+
+
+def _playlist_response(request: web.Request, text: str, cache: str) -> web.Response:
     headers = {**CORS, "Cache-Control": cache, "Vary": "Accept-Encoding"}
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 256:
-        body = gzip.compress(body, compresslevel=5, mtime=0)
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "") and len(text) > 256
+    body = _encoded(text, gzipped)
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
     request.app[ORIGIN_METRICS].sent_bytes.labels("playlist").inc(len(body))
     return web.Response(body=body, content_type=PLAYLIST_TYPE, headers=headers)
@@ -145,41 +156,54 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise _not_found("no such file")
     key = rendition.prefix + filename
-    store = broadcast.store
-    data = store.get(key)
-    kind = "segment"
+    kind = "init" if filename.startswith("init") else "segment"
+    found = _lookup(broadcast.store, key)
     if match.group(1) is not None:
         kind = "part"
         msn, index = int(match.group(1)), int(match.group(2))
-        if data is None and rendition.part_listed_or_hinted(msn, index):
+        if found is None and rendition.part_listed_or_hinted(msn, index):
             # A preload-hinted part: answer as soon as it is complete.
             started = time.monotonic()
             await rendition.wait_for(msn, index, 3 * rendition.target_duration)
             request.app[ORIGIN_METRICS].blocking_wait.labels("part").observe(
                 time.monotonic() - started)
-            data = store.get(key)
-    elif filename.startswith("init"):
-        kind = "init"
-    if data is None:
+            found = _lookup(broadcast.store, key)
+    if found is None:
         raise _not_found("no such file (it may have left the live window)")
     _count_viewer(request, broadcast.name)
     content_type = _CONTENT_TYPES[filename[filename.rindex("."):]]
     headers = {**CORS, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
-    status = 200
+    sent = request.app[ORIGIN_METRICS].sent_bytes.labels(kind)
+    if isinstance(found, Path):  # on disk: aiohttp sends it with sendfile, answers ranges
+        sent.inc(_range_length(request, found))
+        return web.FileResponse(found, headers={**headers, "Content-Type": content_type})
+    data, status = found, 200
     if "Range" in request.headers:
         try:
-            window = request.http_range
-            start, stop, _ = window.indices(len(data))
+            start, stop, _ = request.http_range.indices(len(data))
         except ValueError:
             start = stop = 0
         if start >= stop:
             raise web.HTTPRequestRangeNotSatisfiable(
                 headers={**CORS, "Content-Range": f"bytes */{len(data)}"})
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
-        data = data[start:stop]
-        status = 206
-    request.app[ORIGIN_METRICS].sent_bytes.labels(kind).inc(len(data))
+        data, status = data[start:stop], 206
+    sent.inc(len(data))
     return web.Response(body=data, status=status, content_type=content_type, headers=headers)
+
+
+def _lookup(store: Store, key: str) -> Path | bytes | None:
+    """The file's path when the store keeps files, else its bytes; None if it is not there."""
+    return store.path(key) or store.get(key)
+
+
+def _range_length(request: web.Request, path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        start, stop, _ = request.http_range.indices(size)
+    except (OSError, ValueError):
+        return 0
+    return max(0, stop - start)
 
 
 async def preflight(request: web.Request) -> web.Response:

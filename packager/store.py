@@ -28,6 +28,8 @@ class Store(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
     def size(self) -> int: ...
+    def path(self, key: str) -> Path | None:
+        """The file holding `key`, if the store keeps files and it exists (for sendfile)."""
 
 
 class MemoryStore:
@@ -64,6 +66,9 @@ class MemoryStore:
     def keys(self) -> list[str]:
         return list(self._files)
 
+    def path(self, key: str) -> Path | None:
+        return None
+
 
 class DiskStore:
     """Files under one directory, written atomically (temporary file, then rename), so a
@@ -98,6 +103,10 @@ class DiskStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         self._bytes += len(data) - old
+
+    def path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path is not None and path.is_file() else None
 
     def get(self, key: str) -> bytes | None:
         path = self._path(key)

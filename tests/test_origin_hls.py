@@ -37,12 +37,14 @@ async def get(server: Server, path: str, headers: dict[str, str] | None = None,
         return response.status, dict(response.headers), await response.read()
 
 
-@pytest.fixture
-async def live(make_server: MakeServer, tmp_path: Path) -> tuple[Server, RawPublisher]:
+@pytest.fixture(params=["disk", "memory"])
+async def live(make_server: MakeServer, tmp_path: Path,
+               request: pytest.FixtureRequest) -> tuple[Server, RawPublisher]:
     """A server (1 s segments, so blocking limits are short) with 6 s of media published and
-    the publisher still connected."""
+    the publisher still connected; its store on disk (files sent by sendfile) or in memory."""
+    store_dir = str(tmp_path / "store") if request.param == "disk" else None
     server = await make_server(hls=HlsConfig(segment_target=1.0, part_target=0.2,
-                                             store_dir=str(tmp_path / "store")),
+                                             store_dir=store_dir),
                                keys={KEY: NAME})
     clip = encode_clip(6.0, 320, 240)
     publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
@@ -102,6 +104,7 @@ async def test_parts_add_up_to_their_segment(live: tuple[Server, RawPublisher]) 
 async def test_not_found_and_no_way_out_of_the_store(live: tuple[Server, RawPublisher],
                                                      tmp_path: Path) -> None:
     server, _ = live
+    (tmp_path / "store").mkdir(exist_ok=True)
     secret = tmp_path / "store" / "secret.txt"
     secret.write_text("do not serve")
     (tmp_path / "outside.txt").write_text("do not serve")
@@ -224,6 +227,7 @@ async def test_metrics_api_and_pages(live: tuple[Server, RawPublisher]) -> None:
         assert KEY not in page and KEY not in str(streams) and KEY not in metrics.text
 
 
+@pytest.mark.parametrize("live", ["disk"], indirect=True)
 async def test_a_disk_store_holds_what_another_server_needs(
         live: tuple[Server, RawPublisher], tmp_path: Path) -> None:
     server, _ = live
