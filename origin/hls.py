@@ -7,6 +7,7 @@ pieces, so a request can never name anything outside the store.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gzip
 import math
@@ -83,13 +84,10 @@ async def master_playlist(request: web.Request) -> web.StreamResponse:
     broadcast = _broadcast(request)
     request.app[ORIGIN_METRICS].playlist_requests.labels("master", "no").inc()
     _count_viewer(request, broadcast.name)
-    if not broadcast.has_media:
-        # Just gone live: the first part is a fraction of a second away.
-        await broadcast.source.wait_changed(3 * broadcast.source.target_duration)
-        if not broadcast.has_media:
-            raise web.HTTPServiceUnavailable(
-                text="stream has no media yet\n",
-                headers={**CORS, "Retry-After": "1", "Cache-Control": "no-cache"})
+    if not await _first_segment(broadcast.source):
+        raise web.HTTPServiceUnavailable(
+            text="stream has no media yet\n",
+            headers={**CORS, "Retry-After": "1", "Cache-Control": "no-cache"})
     return _playlist_response(request, broadcast.master_text(), "public, max-age=2")
 
 
@@ -102,8 +100,7 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
     msn_text, part_text = query.get("_HLS_msn"), query.get("_HLS_part")
     if msn_text is None and part_text is None:
         metrics.playlist_requests.labels("media", "no").inc()
-        if not rendition.has_media and not rendition.ended:
-            await rendition.wait_changed(3 * rendition.target_duration)
+        await _first_segment(rendition)
         return _playlist_response(request, rendition.text(), _live_cache(rendition))
     metrics.playlist_requests.labels("media", "yes").inc()
     if msn_text is None:
@@ -133,6 +130,19 @@ async def media_playlist(request: web.Request) -> web.StreamResponse:
     # The answer to "at least msn/part" stays correct: a CDN may keep it a while.
     return _playlist_response(request, rendition.text(),
                               _live_cache(rendition, max_age=rendition.target_duration))
+
+
+async def _first_segment(rendition: Rendition) -> bool:
+    """Wait (at most three target durations) for the first complete segment of a stream that
+    just went live. A playlist of parts only has no EXTINF, and hls.js reports it as an
+    empty level (levelEmptyError) and retries: better to answer a moment later."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3 * rendition.target_duration
+    while not rendition.segments and not rendition.ended:
+        remaining = deadline - loop.time()
+        if remaining <= 0 or not await rendition.wait_changed(remaining):
+            break
+    return bool(rendition.segments) or rendition.has_media
 
 
 def _live_cache(rendition: Rendition, max_age: float | None = None) -> str:

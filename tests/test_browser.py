@@ -193,6 +193,8 @@ async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path
         assert playback.samples[0]["hls"], "hls.js did not start: " + context
         assert playback.samples[-1]["lowLatency"] is low_latency
         assert playback.fatal is None, context
+        # Playlists are first served with a whole segment in them: no empty level at start.
+        assert "levelEmptyError" not in playback.samples[-1]["errors"], context
         assert playback.elapsed >= PAGE_SECONDS - WARM_UP - 1, context
         # Playing all along: frames decoded and the clock moving at (about) real time.
         assert playback.advanced("frames") >= 0.6 * FPS * playback.elapsed, context
