@@ -52,7 +52,7 @@ class MediaPlaylist:
     open_discontinuity: bool = False
     preload_hint: str | None = None
     rendition_reports: tuple[RenditionReport, ...] = ()
-    fmp4: bool = True
+    fmp4: bool = True  # kept for callers: VERSION follows the EXT-X-MAP tags written
     playlist_type: str | None = None  # "VOD" for recordings; live playlists have none
 
 
@@ -70,15 +70,16 @@ def hold_back(playlist: MediaPlaylist) -> tuple[float, float | None]:
 
 def render_media_playlist(playlist: MediaPlaylist) -> str:
     low_latency = playlist.part_target is not None and not playlist.ended
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{6 if playlist.fmp4 else 3}",
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3",  # raised below when an EXT-X-MAP is written
              f"#EXT-X-TARGETDURATION:{playlist.target_duration}"]
     if playlist.playlist_type:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist.playlist_type}")
+    # Parts exist for players at the live edge: an ended playlist lists whole segments only.
+    # (Its PART-INF would need a PART-HOLD-BACK too, RFC 8216bis 4.4.3.8.)
     if low_latency:
         hold, part_hold = hold_back(playlist)
         lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
                      f"PART-HOLD-BACK={part_hold:.3f},HOLD-BACK={hold:.3f}")
-    if playlist.part_target is not None and (low_latency or _any_parts(playlist)):
         lines.append(f"#EXT-X-PART-INF:PART-TARGET={playlist.part_target:.3f}")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}")
     lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}")
@@ -96,7 +97,8 @@ def render_media_playlist(playlist: MediaPlaylist) -> str:
             init_uri = segment.init_uri
             lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_date_time(segment.program_date_time)}")
-        lines.extend(_part_line(part) for part in segment.parts)
+        if low_latency:
+            lines.extend(_part_line(part) for part in segment.parts)
         if segment.gap:
             lines.append("#EXT-X-GAP")
         lines.append(f"#EXTINF:{segment.duration:.3f},")
@@ -120,11 +122,10 @@ def render_media_playlist(playlist: MediaPlaylist) -> str:
             lines.append(f"#EXT-X-RENDITION-REPORT:{attributes}")
     if playlist.ended:
         lines.append("#EXT-X-ENDLIST")
+    if init_uri or (open_segment and playlist.open_init_uri):
+        # No higher than needed (RFC 8216bis 7): 3 for decimal EXTINF, 6 for EXT-X-MAP.
+        lines[1] = "#EXT-X-VERSION:6"
     return "\n".join(lines) + "\n"
-
-
-def _any_parts(playlist: MediaPlaylist) -> bool:
-    return any(segment.parts for segment in playlist.segments)
 
 
 def _part_line(part: PartEntry) -> str:

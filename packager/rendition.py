@@ -156,8 +156,13 @@ class Rendition:
     def _slide(self, now: float) -> None:
         window_s = sum(s.duration_ms for s in self.segments) / 1000
         linger = window_s + self.target_duration  # how long a removed file stays downloadable
-        while len(self.segments) > self.window_segments:
+        # Short segments (cut early by a jump, a reconnect or a forced cut) can make six of
+        # them last less than three target durations: the window then keeps more.
+        listed_ms = sum(s.duration_ms for s in self.segments)
+        while len(self.segments) > self.window_segments and (
+                listed_ms - self.segments[0].duration_ms >= 3000 * self.target_duration):
             removed = self.segments.popleft()
+            listed_ms -= removed.duration_ms
             self.media_sequence = removed.sequence + 1
             if removed.discontinuity:
                 self.discontinuity_sequence += 1

@@ -32,6 +32,7 @@ TimedUnit = tuple[MediaUnit, int]
 MAX_PART_SHORTFALL = 0.15  # parts must reach 85% of the part target
 AUDIO_WAIT_MS = 500  # how long video waits for audio to catch up before a part is closed
 MAX_PENDING_AUDIO = 500  # audio units held while video is missing (~10 s of AAC)
+MAX_AUDIO_REORDER_MS = 250  # an audio frame further back than this is a timestamp jump
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Segmenter:
         self._deltas: list[int] = []
         self._part: _OpenPart | None = None
         self._segment_ms = 0  # duration of the open segment's closed parts
+        self._segment_forced = False  # the open segment was cut without a keyframe
         self._last_video: MediaUnit | None = None
         self._audio: deque[MediaUnit] = deque()  # audio not yet placed in a part
         self._audio_tail: MediaUnit | None = None  # newest audio unit, duration unknown yet
@@ -128,18 +130,21 @@ class Segmenter:
         """The publisher is gone: close what is open (its last units get nominal durations)."""
         if self.has_video:
             if self._last_video is not None and self._part is not None:
-                self._add_video(self._last_video, self._nominal())
+                self._add_video(self._last_video, self._fit(round(self._nominal())))
                 self._last_video = None
             self._close_part(last_in_segment=True)
         else:
             if self._audio_tail is not None and self._part is not None:
-                self._add_audio_driver(self._audio_tail, self._audio_ms)
+                self._add_audio_driver(self._audio_tail, self._fit(self._audio_ms))
                 self._audio_tail = None
             self._close_part(last_in_segment=True)
         if self._audio_tail is not None:
             self._audio.append(self._audio_tail)
             self._audio_tail = None
         ready = self._ready(final=True)
+        # Audio with no video part to go into (the video never sent a keyframe).
+        self.dropped += len(self._audio)
+        self._audio.clear()
         return ready
 
     # -- video drives -----------------------------------------------------------------------
@@ -165,12 +170,14 @@ class Segmenter:
         part = self._part
         assert part is not None
         target = self._part_target()
-        duration = min(delta, target - part.duration_ms)  # a late frame must not overfill
-        self._add_video(previous, max(duration, 1))
+        self._add_video(previous, self._fit(delta))  # a late frame must not overfill
         self._last_video = unit
         segment_ms = self._segment_ms + part.duration_ms
         estimate = min(self._nominal(), target * MAX_PART_SHORTFALL)
-        if unit.keyframe and segment_ms >= self.config.segment_target_ms - self._nominal() / 2:
+        # A keyframe ends a segment once it is long enough, or at once when the segment was
+        # cut without one: segments start independent again as soon as they can.
+        if unit.keyframe and (self._segment_forced or segment_ms
+                              >= self.config.segment_target_ms - self._nominal() / 2):
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=True, first_in_segment=True)
         elif segment_ms + estimate > self.config.segment_limit_ms:
@@ -186,7 +193,10 @@ class Segmenter:
         tail = self._audio_tail
         if tail is not None:
             delta = unit.dts - tail.dts
-            if delta <= 0:  # muxers need rising DTS; a repeated or older frame is dropped
+            # Muxers need rising DTS: a repeated or slightly older frame is dropped. A frame
+            # far behind is the audio's own timestamp jump (which may come before or after
+            # the video's): dropping it would drop all audio from there on.
+            if -MAX_AUDIO_REORDER_MS <= delta <= 0:
                 self.dropped += 1
                 return
             if len(self._audio) >= MAX_PENDING_AUDIO:  # video stalled: keep the newest
@@ -201,7 +211,7 @@ class Segmenter:
         """Timestamps jumped: close the segment; the next starts after a discontinuity."""
         self.jumps += 1
         if self._part is not None:
-            self._add_video(previous, self._nominal())
+            self._add_video(previous, self._fit(round(self._nominal())))
             self._close_part(last_in_segment=True)
         self._discontinuity = True
         self._waiting_for_key = True
@@ -220,17 +230,18 @@ class Segmenter:
         delta = unit.dts - previous.dts
         if delta <= 0 or delta > self.config.max_jump_ms:
             self.jumps += 1
-            self._add_audio_driver(previous, self._audio_ms)
+            self._add_audio_driver(previous, self._fit(self._audio_ms))
             self._close_part(last_in_segment=True)
             self._discontinuity = True
             self._open_part(unit.dts, independent=True, first_in_segment=True)
             return
         if 0 < delta <= 250:
             self._audio_ms = delta
+        self._learn(delta)
         part = self._part
         assert part is not None
         target = self._part_target()
-        self._add_audio_driver(previous, max(1, min(delta, target - part.duration_ms)))
+        self._add_audio_driver(previous, self._fit(delta))
         segment_ms = self._segment_ms + part.duration_ms
         estimate = min(self._audio_ms, target * MAX_PART_SHORTFALL)
         if segment_ms + estimate > self.config.segment_target_ms:
@@ -248,6 +259,17 @@ class Segmenter:
 
     # -- parts ------------------------------------------------------------------------------
 
+    def _fit(self, duration: int) -> int:
+        """The duration the open part's newest unit may take: its own, cut short where it
+        would overfill the part (PART-TARGET) or the segment (EXTINF must round to at most
+        TARGETDURATION). The cut leaves a small hole in the media timeline, which players
+        step over; an overlong part or segment breaks the playlist instead."""
+        part = self._part
+        assert part is not None
+        room = min(self._part_target() - part.duration_ms,
+                   self.config.segment_limit_ms - self._segment_ms - part.duration_ms)
+        return max(1, min(duration, room))
+
     def _add_video(self, unit: MediaUnit, duration: int) -> None:
         part = self._part
         assert part is not None
@@ -258,6 +280,7 @@ class Segmenter:
                    forced: bool = False) -> None:
         if first_in_segment:
             self._segment_ms = 0
+            self._segment_forced = forced
         self._part = _OpenPart(start_ms, independent, first_in_segment,
                                self._discontinuity and first_in_segment, forced)
         if first_in_segment:
@@ -268,6 +291,8 @@ class Segmenter:
         self._part = None
         if part is None or not part.video:
             return
+        if self.part_target_ms is None:  # the first part is out: PART-TARGET is now fixed
+            self.part_target_ms = max(self._part_target(), part.duration_ms)
         self._segment_ms += part.duration_ms
         self._closed.append(Part(
             units=part.video, start_ms=part.start_ms, duration_ms=part.duration_ms,
@@ -304,6 +329,12 @@ class Segmenter:
                 break
             self._closed.pop(0)
             audio: list[TimedUnit] = []
+            # Audio from before a backwards jump sits at the queue's head with timestamps
+            # ahead of the new parts: it belongs to no part left, and would hold back all
+            # the audio queued behind it.
+            while self._audio and self._audio[0].dts - part.start_ms > self.config.max_jump_ms:
+                self._audio.popleft()
+                self.dropped += 1
             while self._audio and ((final and len(self._closed) == 0) or
                                    self._audio[0].dts < boundary):
                 unit = self._audio.popleft()
@@ -337,19 +368,27 @@ class Segmenter:
         if self._frame_ms:
             return self._frame_ms
         if self._deltas:
+            # Millisecond timestamps make 30 fps deltas 33 or 34: the mean of the deltas near
+            # the median is the frame duration, the median alone is a millisecond off.
             ordered = sorted(self._deltas)
-            return max(1, ordered[len(ordered) // 2])
+            median = ordered[len(ordered) // 2]
+            near = [d for d in ordered if abs(d - median) <= median / 4]
+            return max(1.0, sum(near) / len(near))
         return 40.0
 
     def _part_target(self) -> int:
-        """The part target, fixed at first use: a whole number of frames near the configured
-        value, so constant-rate streams fill every part to the same duration."""
-        if self.part_target_ms is None:
-            frame = self._nominal()
-            frames = max(1, round(self.config.part_target_ms / frame))
-            # A whole number of frames only helps if one frame is small next to the part.
-            if frame <= self.config.part_target_ms * MAX_PART_SHORTFALL:
-                self.part_target_ms = math.ceil(frames * frame)
-            else:
-                self.part_target_ms = self.config.part_target_ms
-        return self.part_target_ms
+        """The part target: a whole number of frames near the configured value, so
+        constant-rate streams fill every part to the same duration. It follows the measured
+        frame duration until the first part closes, then never changes."""
+        if self.part_target_ms is not None:
+            return self.part_target_ms
+        frame = self._nominal()
+        frames = max(1, round(self.config.part_target_ms / frame))
+        # A whole number of frames only helps if one frame is small next to the part.
+        if frame <= self.config.part_target_ms * MAX_PART_SHORTFALL:
+            if abs(frame - round(frame)) < 0.05:
+                return round(frames * frame)
+            # Millisecond timestamps of a fractional frame duration: n frames span
+            # floor(n x frame) or one more; the part must hold the longer span too.
+            return math.floor(frames * frame) + 1
+        return self.config.part_target_ms
