@@ -38,10 +38,11 @@ class SegmentRecord:
     duration_ms: int = 0
     size: int = 0
     complete: bool = False
+    extension: str = "m4s"
 
     @property
     def uri(self) -> str:
-        return f"seg-{self.sequence}.m4s"
+        return f"seg-{self.sequence}.{self.extension}"
 
 
 def part_uri(sequence: int, index: int) -> str:
@@ -55,7 +56,7 @@ class Rendition:
                  window_segments: int = MIN_WINDOW_SEGMENTS, low_latency: bool = True,
                  first_sequence: int = 0, codecs: tuple[str, ...] = (),
                  resolution: tuple[int, int] | None = None,
-                 frame_rate: float | None = None) -> None:
+                 frame_rate: float | None = None, extension: str = "m4s") -> None:
         self.stream = stream
         self.name = name
         self.store = store
@@ -85,6 +86,7 @@ class Rendition:
         self.last_media_ms: int | None = None  # end of the newest listed part, media time
         self.total_bytes = 0
         self.total_ms = 0
+        self.extension = extension  # of segment files: m4s (fMP4) or ts (MPEG-TS)
 
     # -- input from the packager ------------------------------------------------------------
 
@@ -102,18 +104,10 @@ class Rendition:
         if first_in_segment or self.open is None:
             if self.open is not None:  # the previous segment ended without saying so
                 self._close_segment(now)
-            previous = self.segments[-1] if self.segments else None
-            if previous is not None and not self._pending_discontinuity:
-                # Continuous media: the date follows the media timeline, not arrival jitter.
-                start = previous.program_date_time + previous.duration_ms / 1000
-            else:
-                start = now - duration_ms / 1000
-                if previous is not None:  # dates never run backwards, even across a gap
-                    start = max(start, previous.program_date_time + previous.duration_ms / 1000)
             self.open = SegmentRecord(
-                sequence=self.next_sequence, program_date_time=start,
+                sequence=self.next_sequence, program_date_time=self._next_date(duration_ms, now),
                 init_uri=self.init_uri, discontinuity=self._pending_discontinuity,
-                independent=independent)
+                independent=independent, extension=self.extension)
             self._pending_discontinuity = False
             self.next_sequence += 1
         segment = self.open
@@ -127,6 +121,35 @@ class Rendition:
         if last_in_segment:
             self._close_segment(now)
         self._changed_now(now)
+
+    def add_segment(self, sequence: int, data: bytes, duration_ms: int, independent: bool,
+                    now: float | None = None) -> None:
+        """A whole segment at once, with no parts (MPEG-TS); numbered like its fMP4 twin."""
+        now = time.time() if now is None else now
+        segment = SegmentRecord(
+            sequence=sequence, program_date_time=self._next_date(duration_ms, now),
+            init_uri=self.init_uri, discontinuity=self._pending_discontinuity,
+            independent=independent, duration_ms=duration_ms, size=len(data), complete=True,
+            extension=self.extension)
+        self._pending_discontinuity = False
+        self.next_sequence = sequence + 1
+        self.store.put(self.prefix + segment.uri, data)
+        self.segments.append(segment)
+        self.total_bytes += segment.size
+        self.total_ms += segment.duration_ms
+        self._slide(now)
+        self._changed_now(now)
+
+    def _next_date(self, duration_ms: int, now: float) -> float:
+        """PROGRAM-DATE-TIME of a segment starting now (its first part lasted `duration_ms`)."""
+        previous = self.segments[-1] if self.segments else None
+        if previous is None:
+            return now - duration_ms / 1000
+        follows = previous.program_date_time + previous.duration_ms / 1000
+        if not self._pending_discontinuity:
+            # Continuous media: the date follows the media timeline, not arrival jitter.
+            return follows
+        return max(now - duration_ms / 1000, follows)  # dates never run backwards
 
     def end(self, now: float | None = None) -> None:
         """The broadcast is over: close the open segment and add ENDLIST."""

@@ -29,10 +29,12 @@ from golive.packager.recording import Recorder, seal_recording
 from golive.packager.rendition import Rendition
 from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, Segmenter, TimelineConfig
+from golive.packager.ts_output import TsOutput
 
 log = logging.getLogger("golive.packager")
 
 SOURCE = "source"  # the rendition that passes the publisher's encoding through untouched
+TS = "ts"  # MPEG-TS for legacy players (hls.mpegts)
 SETTLE_MS = 1000  # media time to wait for a second track the metadata did not announce
 MAX_PENDING_UNITS = 1000  # units held while the track set settles
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
@@ -56,6 +58,13 @@ class Broadcast:
                                 window_segments=config.window_segments,
                                 low_latency=config.low_latency, first_sequence=first_sequence)
         self.renditions: dict[str, Rendition] = {SOURCE: self.source}
+        self.ts: TsOutput | None = None
+        if config.mpegts:  # a media playlist of its own, not in the (fMP4) master playlist
+            self.renditions[TS] = Rendition(
+                name, TS, store, target_duration=self.timeline.target_duration_s,
+                window_segments=config.window_segments, low_latency=False,
+                first_sequence=first_sequence, extension="ts")
+            self.ts = TsOutput(name, self.renditions[TS])
         self.started_at = time.time()
         self.live = False  # a publisher is connected
         self.ended = False
@@ -211,6 +220,8 @@ class Broadcast:
         source.frame_rate = float(video.frame_rate) if video and video.frame_rate else None
         if discontinuity or self._inits > 1:
             source.mark_discontinuity()
+        if self.ts is not None:
+            self.ts.start(list(packaged.values()))
         log.info("stream %s: packaging %s as fMP4 HLS%s", self.name,
                  " + ".join(f"{t.kind.value} {t.codec_string or t.codec}"
                             for t in packaged.values()),
@@ -246,6 +257,8 @@ class Broadcast:
             if segmenter.dropped:
                 self.metrics.dropped_units.labels(self.name).inc(segmenter.dropped)
             self._segmenter = None
+        if self.ts is not None:
+            self.ts.finish()
 
     def _list(self, parts: list[Part]) -> None:
         muxer = self._muxer
@@ -276,6 +289,8 @@ class Broadcast:
             source.add_part(data, part.duration_ms, part.independent, part.first_in_segment,
                             part.last_in_segment, part.start_ms + part.duration_ms)
             self.metrics.parts.labels(self.name, SOURCE).inc()
+            if self.ts is not None:
+                self.ts.add(part, source.last_msn)
             if part.last_in_segment and source.segments:
                 segment = source.segments[-1]
                 self.metrics.segments.labels(self.name, SOURCE).inc()
@@ -339,6 +354,8 @@ class Broadcast:
             self._task.cancel()
         if self._muxer is not None:
             self._muxer.close()
+        if self.ts is not None:
+            self.ts.close()
         for name, rendition in self.renditions.items():
             rendition.close()
             self.store.delete(f"{self.name}/{name}/index.m3u8")
@@ -359,12 +376,15 @@ class Broadcast:
             return self._master[1]
         variants = []
         for name, rendition in self.renditions.items():
+            if name == TS:
+                continue
             peak, average = rendition.bandwidth()
             variants.append(Variant(
                 uri=f"{name}/index.m3u8", bandwidth=peak, average_bandwidth=average,
                 codecs=rendition.codecs, resolution=rendition.resolution,
                 frame_rate=rendition.frame_rate or self._measured_frame_rate(), name=name))
-        independent = all(s.independent for r in self.renditions.values() for s in r.segments)
+        independent = all(s.independent for n, r in self.renditions.items() if n != TS
+                          for s in r.segments)
         text = render_master_playlist(MasterPlaylist(variants, independent))
         self._master = (versions, text)
         return text

@@ -8,6 +8,7 @@ Blocking reload is timed against the packager's own "part listed" event.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import re
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import av
 import pytest
 from conftest import MakeServer, eventually, http_get, scrape
@@ -233,3 +235,39 @@ async def test_recording_becomes_a_vod_playlist(make_server: MakeServer, tmp_pat
 def _count_frames(playlist: Path) -> int:
     with av.open(str(playlist)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+async def test_mpegts_playlist_for_legacy_players(make_server: MakeServer) -> None:
+    server = await make_server(hls=HlsConfig(mpegts=True), keys={KEY: NAME})
+    clip = encode_clip(6.0, 320, 240)
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(clip.tags)
+    await publisher.close()
+    await eventually(lambda: server.packager.get(NAME) is not None
+                     and not server.packager.get(NAME).live, what="publication over")
+    status, ts_text = await http_get(server.http_port, f"/live/{NAME}/ts/index.m3u8")
+    assert status == 200
+    _, fmp4_text = await http_get(server.http_port, f"/live/{NAME}/source/index.m3u8")
+    _, master = await http_get(server.http_port, f"/live/{NAME}/index.m3u8")
+    assert "ts/" not in master  # legacy players are given the TS playlist directly
+    assert "#EXT-X-VERSION:3" in ts_text and "EXT-X-MAP" not in ts_text
+    assert "EXT-X-PART" not in ts_text and "PRELOAD-HINT" not in ts_text
+    ts_segments = re.findall(r"^seg-(\d+)\.ts$", ts_text, re.M)
+    assert ts_segments == re.findall(r"^seg-(\d+)\.m4s$", fmp4_text, re.M)  # same cuts
+    assert re.findall(r"#EXTINF:([\d.]+)", ts_text) == re.findall(r"#EXTINF:([\d.]+)", fmp4_text)
+    body = b""
+    async with aiohttp.ClientSession() as session:
+        for number in ts_segments:
+            url = f"http://127.0.0.1:{server.http_port}/live/{NAME}/ts/seg-{number}.ts"
+            async with session.get(url) as response:
+                assert response.headers["Content-Type"] == "video/mp2t"
+                data = await response.read()
+            pids = [int.from_bytes(data[i + 1:i + 3], "big") & 0x1FFF
+                    for i in range(0, 4 * 188, 188)]
+            # PAT first (the stream's very first segment opens with its one SDT, PID 0x11).
+            assert pids[0] == 0 or pids[:2] == [0x11, 0], pids
+            body += data
+    with av.open(io.BytesIO(body), format="mpegts") as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == len(clip.encoded.video)
