@@ -17,6 +17,7 @@ from . import BENCHMARKS, Options, Row, exit_on_sigterm, format_table
 from . import hls_latency as _hls_latency  # noqa: F401  (registers hls-latency)
 from . import ingest as _ingest  # noqa: F401  (registers the ingest benchmark)
 from . import origin_load as _origin_load  # noqa: F401  (registers hls-origin)
+from . import transcode as _transcode  # noqa: F401  (registers transcode)
 from .servers import machine_load
 
 BUSY_BEFORE = 0.2  # cores busy on an idle machine: anything above is someone else's work

@@ -10,7 +10,14 @@ import sys
 import click
 
 from golive import __version__
-from golive.config import Config, ConfigError, IngestConfig, load_config, with_overrides
+from golive.config import (
+    X264_PRESETS,
+    Config,
+    ConfigError,
+    IngestConfig,
+    load_config,
+    with_overrides,
+)
 from golive.ingest.keys import is_valid_stream_name
 from golive.server import Server, run_event_loop, serve_forever
 
@@ -81,6 +88,19 @@ def main() -> None:
 @click.option("--grace-period", type=click.FloatRange(0.0), default=None,
               help="Seconds a dropped publisher may reconnect and continue the same "
                    "playlists.  [default: 10]")
+@click.option("--no-transcode", "no_transcode", is_flag=True, default=None,
+              help="Offer only the source rendition: no adaptive bitrate ladder.")
+@click.option("--ladder", "ladder", multiple=True, metavar="RUNG",
+              help="A rung of the bitrate ladder, HEIGHTp@RATE or WxH@RATE (e.g. "
+                   "--ladder 480p@1200k --ladder 240p@300k); rungs not smaller than the "
+                   "source are skipped.  [default: from the source, after Apple's H.264 "
+                   "ladder: 720p -> 540p, 360p, 234p]")
+@click.option("--no-passthrough", "no_passthrough", is_flag=True, default=None,
+              help="Re-encode the source's size too, instead of offering it as it came.")
+@click.option("--transcode-workers", type=click.IntRange(0), default=None,
+              help="Transcode worker processes; 0: one per two CPU cores.  [default: 0]")
+@click.option("--x264-preset", type=click.Choice(X264_PRESETS), default=None,
+              help="libx264 preset of every rung.  [default: veryfast]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
                                                case_sensitive=False), default=None,
               help="Log verbosity.  [default: INFO]")
@@ -89,7 +109,10 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           webhook: str | None, rtmps_port: int | None, tls_cert: str | None,
           tls_key: str | None, segment_target: float | None, part_target: float | None,
           classic: bool | None, store_dir: str | None, record_dir: str | None,
-          mpegts: bool | None, grace_period: float | None, log_level: str | None) -> None:
+          mpegts: bool | None, grace_period: float | None, no_transcode: bool | None,
+          ladder: tuple[str, ...], no_passthrough: bool | None,
+          transcode_workers: int | None, x264_preset: str | None,
+          log_level: str | None) -> None:
     """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
     unless --store-dir is given)."""
     try:
@@ -110,6 +133,10 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
             hls={"segment_target": segment_target, "part_target": part_target,
                  "low_latency": False if classic else None, "store_dir": store_dir,
                  "record_dir": record_dir, "mpegts": mpegts, "grace_period": grace_period},
+            transcode={"enabled": False if no_transcode else None,
+                       "ladder": ladder or None,
+                       "passthrough": False if no_passthrough else None,
+                       "workers": transcode_workers, "preset": x264_preset},
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc

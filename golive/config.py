@@ -14,6 +14,7 @@ from typing import Any
 from golive.ingest.chunk import MAX_MESSAGE_SIZE
 from golive.ingest.hub import DEFAULT_SUBSCRIBER_CAPACITY
 from golive.ingest.keys import is_valid_stream_name
+from golive.transcode.ladder import LadderError, parse_rung
 
 
 class ConfigError(ValueError):
@@ -99,11 +100,50 @@ class HlsConfig:
             raise ConfigError("hls.grace_period must not be negative")
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+H264_PROFILES = ("baseline", "main", "high")
+
+
+@dataclass(frozen=True)
+class TranscodeConfig:
+    enabled: bool = True  # transcode every stream into an adaptive bitrate ladder
+    # rungs as HEIGHTp@RATE ("480p@1200k") or WxH@RATE; empty: derived from each source
+    # (Apple's H.264 ladder below the source's size and bitrate, see transcode/ladder.py)
+    ladder: tuple[str, ...] = ()
+    passthrough: bool = True  # offer the source as it came; False: re-encode it too
+    workers: int = 0  # transcode worker processes; 0: one per two CPU cores
+    preset: str = "veryfast"  # libx264 preset of every rung
+    profile: str = "high"
+    bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay
+    threads: int = 0  # libx264 threads per rung; 0: libx264 decides
+    x264_params: str = ""  # extra libx264 settings, key=value:key=value
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ladder", tuple(self.ladder))
+        for text in self.ladder:
+            if not isinstance(text, str):
+                raise ConfigError(f"transcode.ladder: each rung is a string, got {text!r}")
+            try:
+                parse_rung(text)
+            except LadderError as exc:
+                raise ConfigError(f"transcode.ladder: {exc}") from exc
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"transcode.preset must be one of {', '.join(X264_PRESETS)}, "
+                              f"got {self.preset!r}")
+        if self.profile not in H264_PROFILES:
+            raise ConfigError(f"transcode.profile must be one of {', '.join(H264_PROFILES)}, "
+                              f"got {self.profile!r}")
+        if self.workers < 0 or self.threads < 0 or not 0 <= self.bframes <= 16:
+            raise ConfigError("transcode.workers and threads must be >= 0, bframes 0-16")
+
+
 @dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
+    transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
     log_level: str = "INFO"
 
 
@@ -117,7 +157,9 @@ def load_config(path: str | Path) -> Config:
     ingest = raw.pop("ingest", {})
     http = raw.pop("http", {})
     hls = raw.pop("hls", {})
-    for section, table in (("ingest", ingest), ("http", http), ("hls", hls)):
+    transcode = raw.pop("transcode", {})
+    for section, table in (("ingest", ingest), ("http", http), ("hls", hls),
+                           ("transcode", transcode)):
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
     log_level = raw.pop("log_level", "INFO")
@@ -134,6 +176,7 @@ def load_config(path: str | Path) -> Config:
         ingest=_build(IngestConfig, ingest, "ingest"),
         http=_build(HttpConfig, http, "http"),
         hls=_build(HlsConfig, hls, "hls"),
+        transcode=_build(TranscodeConfig, transcode, "transcode"),
         log_level=str(log_level),
     )
 
@@ -146,6 +189,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "str | None": (str,),
     "dict[str, str]": (dict,),
+    "tuple[str, ...]": (list,),
 }
 
 
@@ -168,10 +212,13 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
 
 
 def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any],
-                   hls: dict[str, Any] | None = None) -> Config:
+                   hls: dict[str, Any] | None = None,
+                   transcode: dict[str, Any] | None = None) -> Config:
     """Apply command-line values (None means 'not given') over a loaded config."""
     ingest = {k: v for k, v in ingest.items() if v is not None}
     http = {k: v for k, v in http.items() if v is not None}
     hls = {k: v for k, v in (hls or {}).items() if v is not None}
+    transcode = {k: v for k, v in (transcode or {}).items() if v is not None}
     return replace(config, ingest=replace(config.ingest, **ingest),
-                   http=replace(config.http, **http), hls=replace(config.hls, **hls))
+                   http=replace(config.http, **http), hls=replace(config.hls, **hls),
+                   transcode=replace(config.transcode, **transcode))

@@ -19,6 +19,7 @@ from golive.origin.app import build_app
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
 from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive")
 T = TypeVar("T")
@@ -35,8 +36,10 @@ class Server:
         self.ingest = IngestService(config.ingest, self.hub, self.metrics)
         self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
                              else MemoryStore())
+        self.transcoder = (Transcoder(config.transcode, self.registry)
+                           if config.transcode.enabled else None)
         self.packager = PackagerService(config.hls, self.hub, self.store,
-                                        PackagerMetrics(self.registry))
+                                        PackagerMetrics(self.registry), self.transcoder)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port
@@ -57,6 +60,8 @@ class Server:
     async def close(self) -> None:
         await self.ingest.close()
         await self.packager.close()
+        if self.transcoder is not None:
+            await self.transcoder.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

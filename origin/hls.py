@@ -88,6 +88,10 @@ async def master_playlist(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text="stream has no media yet\n",
             headers={**CORS, "Retry-After": "1", "Cache-Control": "no-cache"})
+    # Players read the master playlist once: wait for the transcoded renditions too (they
+    # trail the source by the encoders' delay), or they would never be offered.
+    for rendition in broadcast.variants:
+        await _first_segment(rendition)
     return _playlist_response(request, broadcast.master_text(), "public, max-age=2")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,14 +23,17 @@ import av
 from golive.config import HlsConfig
 from golive.ingest.hub import Hub, LiveStream, Subscription
 from golive.media import MediaUnit, Track, TrackKind
-from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO, FragmentMuxer
+from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO
+from golive.packager.lane import Lane
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
 from golive.packager.recording import Recorder, seal_recording
 from golive.packager.rendition import Rendition
 from golive.packager.store import DiskStore, Store
-from golive.packager.timeline import Part, Segmenter, TimelineConfig
+from golive.packager.timeline import Part, TimelineConfig
 from golive.packager.ts_output import TsOutput
+from golive.transcode.pool import SessionCallbacks, TranscodeSession
+from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive.packager")
 
@@ -39,6 +43,7 @@ SETTLE_MS = 1000  # media time to wait for a second track the metadata did not a
 MAX_PENDING_UNITS = 1000  # units held while the track set settles
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
 ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
+RECENT_AUDIO = 250  # audio units (~5 s of AAC) kept for a rung whose encoder is starting
 
 
 class Broadcast:
@@ -46,18 +51,17 @@ class Broadcast:
 
     def __init__(self, name: str, config: HlsConfig, store: Store, metrics: PackagerMetrics,
                  first_sequence: int = 0,
-                 on_expired: Callable[[Broadcast], None] | None = None) -> None:
+                 on_expired: Callable[[Broadcast], None] | None = None,
+                 transcoder: Transcoder | None = None) -> None:
         self.name = name
         self.config = config
         self.store = store
         self.metrics = metrics
         self.timeline = TimelineConfig(segment_target_ms=round(config.segment_target * 1000),
                                        part_target_ms=round(config.part_target * 1000))
-        self.source = Rendition(name, SOURCE, store,
-                                target_duration=self.timeline.target_duration_s,
-                                window_segments=config.window_segments,
-                                low_latency=config.low_latency, first_sequence=first_sequence)
+        self.source = self._rendition(SOURCE, first_sequence)
         self.renditions: dict[str, Rendition] = {SOURCE: self.source}
+        self.lane = Lane(name, self.source, self.timeline, metrics)
         self.ts: TsOutput | None = None
         if config.mpegts:  # a media playlist of its own, not in the (fMP4) master playlist
             self.renditions[TS] = Rendition(
@@ -65,15 +69,17 @@ class Broadcast:
                 window_segments=config.window_segments, low_latency=False,
                 first_sequence=first_sequence, extension="ts")
             self.ts = TsOutput(name, self.renditions[TS])
+        self.transcoder = transcoder
+        self.rungs: dict[str, Lane] = {}  # transcoded renditions, largest first
+        self._ladder: _LadderFeed | None = None
+        self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
+        self._clock_zero: float | None = None  # wall-clock time of media time 0 (source)
         self.started_at = time.time()
         self.live = False  # a publisher is connected
         self.ended = False
         self.publications = 0
         self.stream: LiveStream | None = None
         self._tracks: dict[TrackKind, Track] = {}
-        self._muxer: FragmentMuxer | None = None
-        self._segmenter: Segmenter | None = None
-        self._inits = 0
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._on_expired = on_expired
@@ -87,6 +93,12 @@ class Broadcast:
             started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
             self.recorder = Recorder(DiskStore(config.record_dir), f"{name}/{started}/",
                                      target_duration=self.timeline.target_duration_s)
+
+    def _rendition(self, name: str, first_sequence: int) -> Rendition:
+        return Rendition(self.name, name, self.store,
+                         target_duration=self.timeline.target_duration_s,
+                         window_segments=self.config.window_segments,
+                         low_latency=self.config.low_latency, first_sequence=first_sequence)
 
     # -- publications -----------------------------------------------------------------------
 
@@ -118,13 +130,13 @@ class Broadcast:
                 if isinstance(item, Track):
                     tracks[item.kind] = item
                     self._unpackageable = False  # new configuration: try again
-                    if self._muxer is not None and self._packaged(tracks) != self._tracks:
+                    if self.lane.started and self._packaged(tracks) != self._tracks:
                         self._restart(tracks, "codec change")
                     continue
                 if self._unpackageable:
                     self.metrics.dropped_units.labels(self.name).inc()
                     continue
-                if self._muxer is None:
+                if not self.lane.started:
                     pending.append(item)
                     if len(pending) > MAX_PENDING_UNITS:
                         del pending[0]
@@ -144,14 +156,13 @@ class Broadcast:
 
     def _finish(self, stream: LiveStream, tracks: dict[TrackKind, Track],
                 pending: list[MediaUnit], reconnect: bool) -> None:
-        if self._muxer is None and pending and tracks:
+        if not self.lane.started and pending and tracks:
             self._start(tracks, discontinuity=reconnect)
             for unit in pending:
                 self._feed(unit)
         self._flush()
-        if self._muxer is not None:  # the next publication starts from its own tracks
-            self._muxer.close()
-            self._muxer = None
+        self._stop_ladder(drain=True)
+        self.lane.close()  # the next publication starts from its own tracks
         self._tracks = {}
         if self.stream is stream:
             self._publication_ended()
@@ -193,39 +204,25 @@ class Broadcast:
             log.warning("stream %s: no track can be packaged; nothing will play", self.name)
             self._unpackageable = True
             return
-        self._tracks = packaged
         try:
-            muxer = FragmentMuxer(packaged.values())
+            self.lane.start(packaged, discontinuity=discontinuity)
         except (ValueError, av.FFmpegError) as exc:
             log.warning("stream %s: cannot package these tracks: %s", self.name, exc)
             self._unpackageable = True
             return
-        if self._muxer is not None:
-            self._muxer.close()
-        self._muxer = muxer
-        self._inits += 1
-        video = packaged.get(TrackKind.VIDEO)
-        frame_ms = None
-        if video is not None and video.frame_rate:
-            frame_ms = 1000 / float(video.frame_rate)
-        self._segmenter = Segmenter(
-            self.timeline, has_video=video is not None,
-            has_audio=TrackKind.AUDIO in packaged, frame_duration_ms=frame_ms,
-            part_target_ms=self.source.part_target_ms)
-        source = self.source
-        source.set_init(self._inits, muxer.init_segment)
-        self._record(lambda recorder: recorder.set_init(self._inits, muxer.init_segment))
-        source.codecs = tuple(t.codec_string or t.codec for t in packaged.values())
-        source.resolution = (video.width, video.height) if video and video.width else None
-        source.frame_rate = float(video.frame_rate) if video and video.frame_rate else None
-        if discontinuity or self._inits > 1:
-            source.mark_discontinuity()
+        self._tracks = packaged
+        self._clock_zero = None
+        muxer = self.lane.muxer
+        assert muxer is not None
+        inits = self.lane.inits
+        self._record(lambda recorder: recorder.set_init(inits, muxer.init_segment))
         if self.ts is not None:
             self.ts.start(list(packaged.values()))
         log.info("stream %s: packaging %s as fMP4 HLS%s", self.name,
                  " + ".join(f"{t.kind.value} {t.codec_string or t.codec}"
                             for t in packaged.values()),
                  " with LL-HLS parts" if self.config.low_latency else "")
+        self._start_ladder(tracks.get(TrackKind.VIDEO), packaged.get(TrackKind.AUDIO))
 
     def _restart(self, tracks: dict[TrackKind, Track], cause: str) -> None:
         """The codec configuration changed mid-stream: new init segment, discontinuity."""
@@ -235,70 +232,158 @@ class Broadcast:
         self._start(tracks, discontinuity=True)
 
     def _feed(self, unit: MediaUnit) -> None:
-        segmenter = self._segmenter
-        if segmenter is None:
-            return
         if unit.kind not in self._tracks:
             return
         self.newest_ingest_ms = unit.dts
-        jumps = segmenter.jumps
-        self._list(segmenter.push(unit))
-        if segmenter.jumps != jumps:
-            self.metrics.discontinuities.labels(self.name, "timestamp jump").inc()
+        version = self.source.version
+        cut = self.lane.push(unit, self._listed)
         last = self.source.last_media_ms
         if last is not None:
+            if self._clock_zero is None:
+                self._clock_zero = time.time() - last / 1000
             self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
                 max(0, unit.dts - last) / 1000)
+        ladder = self._ladder
+        if ladder is not None:
+            if unit.kind is TrackKind.VIDEO:
+                ladder.session.push(unit, cut)
+            else:
+                self._recent_audio.append(unit)
+                for lane in self.rungs.values():
+                    if lane.started:
+                        self._push_rung(lane, unit)
+        if self.source.version != version:
+            self._write_playlists()
 
     def _flush(self) -> None:
-        segmenter = self._segmenter
-        if segmenter is not None:
-            self._list(segmenter.flush())
-            if segmenter.dropped:
-                self.metrics.dropped_units.labels(self.name).inc(segmenter.dropped)
-            self._segmenter = None
+        self.lane.flush(self._listed)
         if self.ts is not None:
             self.ts.finish()
 
-    def _list(self, parts: list[Part]) -> None:
-        muxer = self._muxer
-        segmenter = self._segmenter
-        if not parts or muxer is None or segmenter is None:
-            return
+    def _listed(self, part: Part) -> None:
+        """A source part is listed: what follows the source rendition follows it."""
         source = self.source
-        if source.part_target_ms is None:
-            source.part_target_ms = segmenter.part_target_ms
-        for part in parts:
-            try:
-                data = muxer.mux_part(part.units)
-            except av.FFmpegError as exc:
-                self.metrics.mux_errors.labels(self.name).inc()
-                log.warning("stream %s: part at %d ms not muxed: %s", self.name, part.start_ms, exc)
-                continue
-            if part.discontinuity:
-                source.mark_discontinuity()
-            if part.forced and part.first_in_segment:
-                self.metrics.forced_cuts.labels(self.name, SOURCE).inc()
-                if not self._warned_keyframes:
-                    self._warned_keyframes = True
-                    log.warning(
-                        "stream %s: the publisher's keyframe interval is longer than the %g s "
-                        "segment target, so segments are cut between keyframes; set the "
-                        "encoder's keyframe interval to %g s (OBS: Output > Keyframe Interval)",
-                        self.name, self.config.segment_target, self.config.segment_target)
-            source.add_part(data, part.duration_ms, part.independent, part.first_in_segment,
-                            part.last_in_segment, part.start_ms + part.duration_ms)
-            self.metrics.parts.labels(self.name, SOURCE).inc()
-            if self.ts is not None:
-                self.ts.add(part, source.last_msn)
-            if part.last_in_segment and source.segments:
-                segment = source.segments[-1]
-                self.metrics.segments.labels(self.name, SOURCE).inc()
-                self.metrics.segment_bytes.labels(self.name, SOURCE).inc(segment.size)
-                self._record(lambda recorder, s=segment: recorder.add_segment(
-                    s.sequence, self.store.get(source.prefix + s.uri) or b"", s.duration_ms,
-                    s.independent, s.discontinuity, s.program_date_time))
+        if part.forced and part.first_in_segment and not self._warned_keyframes:
+            self._warned_keyframes = True
+            log.warning(
+                "stream %s: the publisher's keyframe interval is longer than the %g s "
+                "segment target, so segments are cut between keyframes; set the "
+                "encoder's keyframe interval to %g s (OBS: Output > Keyframe Interval)",
+                self.name, self.config.segment_target, self.config.segment_target)
+        if self.ts is not None:
+            self.ts.add(part, source.last_msn)
+        if part.last_in_segment and source.segments:
+            segment = source.segments[-1]
+            self._record(lambda recorder, s=segment: recorder.add_segment(
+                s.sequence, self.store.get(source.prefix + s.uri) or b"", s.duration_ms,
+                s.independent, s.discontinuity, s.program_date_time))
+
+    # -- the transcoded renditions -----------------------------------------------------------
+
+    def _start_ladder(self, video: Track | None, audio: Track | None) -> None:
+        """(Re)start transcoding for this publication's video, if there is a ladder for it."""
+        self._stop_ladder(drain=False)
+        self._recent_audio.clear()
+        if self.transcoder is None or video is None:
+            return
+        metadata = self.stream.metadata if self.stream is not None else {}
+        rungs = self.transcoder.rungs_for(video, metadata)
+        if not rungs:
+            log.info("stream %s: %dx%d is too small for any rung of the ladder", self.name,
+                     video.width, video.height)
+            return
+        for rung in rungs:
+            if rung.name not in self.rungs:
+                rendition = self._rendition(rung.name, self.source.next_sequence)
+                self.renditions[rung.name] = rendition
+                lane = Lane(self.name, rendition, self.timeline, self.metrics,
+                            keyframes_are_cuts=True)
+                lane.clock = self._clock
+                self.rungs[rung.name] = lane
+        fmp4 = [r for n, r in self.renditions.items() if n != TS]
+        for rendition in fmp4:
+            rendition.others = [other for other in fmp4 if other is not rendition]
+        self._ladder = _LadderFeed(self, audio)
+        self._ladder.session = self.transcoder.open(self.name, video, rungs,
+                                                    self._ladder.callbacks())
+        log.info("stream %s: transcoding to %s", self.name, ", ".join(
+            f"{r.name} ({'x'.join(map(str, r.size_for(video.width, video.height)))} "
+            f"{r.bitrate // 1000} kb/s)" for r in rungs))
+
+    def _stop_ladder(self, *, drain: bool) -> None:
+        """No more source units for the ladder. Draining: the rungs' last frames still come
+        (then `_rungs_done`); otherwise the rungs end here."""
+        ladder, self._ladder = self._ladder, None
+        if ladder is None:
+            return
+        ladder.session.close()
+        if drain:
+            ladder.draining = True
+        else:
+            ladder.active = False
+            self._rungs_done()
+
+    def _clock(self, media_ms: int) -> float:
+        """Rungs date their segments by the source's clock, so PROGRAM-DATE-TIME agrees
+        across renditions (players align renditions by it) despite the encoding delay."""
+        zero = self._clock_zero
+        return time.time() if zero is None else zero + media_ms / 1000
+
+    def _rung_track(self, rung: str, video: Track, audio: Track | None) -> None:
+        lane = self.rungs.get(rung)
+        if lane is None or self.ended:
+            return
+        lane.flush()
+        tracks = {TrackKind.VIDEO: video}
+        if audio is not None:
+            tracks[TrackKind.AUDIO] = audio
+        try:
+            lane.start(tracks, discontinuity=lane.rendition.has_media)
+        except (ValueError, av.FFmpegError) as exc:
+            log.error("stream %s: cannot package rung %s: %s", self.name, rung, exc)
+            return
+        for unit in self._recent_audio:  # the audio that came while the encoder started
+            lane.push(unit)
+
+    def _rung_unit(self, rung: str, unit: MediaUnit) -> None:
+        lane = self.rungs.get(rung)
+        if lane is None or not lane.started or self.ended:
+            return
+        self._push_rung(lane, unit)
+        last = lane.rendition.last_media_ms
+        if last is not None and self.newest_ingest_ms is not None:
+            self.metrics.live_edge_delay.labels(self.name, rung).set(
+                max(0, self.newest_ingest_ms - last) / 1000)
+
+    def _push_rung(self, lane: Lane, unit: MediaUnit) -> None:
+        version = lane.rendition.version
+        lane.push(unit)
+        if lane.rendition.version != version:
+            self._write_playlists()
+
+    def _rungs_restarted(self) -> None:
+        """The transcode worker died: each rung goes on after a discontinuity."""
+        for name, lane in self.rungs.items():
+            lane.flush()
+            if lane.rendition.has_media:
+                lane.rendition.mark_discontinuity()
+                self.metrics.discontinuities.labels(self.name, f"transcoder restart {name}").inc()
+
+    def _rungs_done(self) -> None:
+        for lane in self.rungs.values():
+            lane.flush()
+            lane.close()
         self._write_playlists()
+
+    def transcoder_failed(self, reason: str) -> None:
+        """The ladder cannot run for this source: the source rendition carries on alone."""
+        if self._ladder is not None and not self._ladder.active:
+            self._ladder = None
+        if self.transcoder is not None:
+            self.transcoder.metrics.failures.labels(self.name).inc()
+        log.error("stream %s: no transcoded renditions for this publication: %s", self.name,
+                  reason)
+        self._rungs_done()
 
     def _record(self, action: Callable[[Recorder], None]) -> None:
         """Recording must never stop the live stream: a failure (disk full) ends it."""
@@ -333,6 +418,8 @@ class Broadcast:
         """No publisher came back: ENDLIST now, files readable for ENDED_RETENTION."""
         if self.ended:
             return
+        self._stop_ladder(drain=False)
+        self._rungs_done()  # also after a drain that has not finished
         self.ended = True
         self.live = False
         for rendition in self.renditions.values():
@@ -352,17 +439,22 @@ class Broadcast:
             self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
-        if self._muxer is not None:
-            self._muxer.close()
+        self._stop_ladder(drain=False)
+        lanes = [self.lane, *self.rungs.values()]
+        inits = {lane.rendition.name: lane.inits for lane in lanes}
+        for lane in lanes:
+            lane.close()
         if self.ts is not None:
             self.ts.close()
         for name, rendition in self.renditions.items():
             rendition.close()
             self.store.delete(f"{self.name}/{name}/index.m3u8")
-            for index in range(1, self._inits + 1):  # earlier publications' init segments
+            for index in range(1, inits.get(name, 0) + 1):  # earlier publications' inits
                 self.store.delete(f"{rendition.prefix}init-{index}.mp4")
         self.store.delete(f"{self.name}/index.m3u8")
         self.metrics.forget(self.name, list(self.renditions))
+        if self.transcoder is not None:
+            self.transcoder.forget(self.name, list(self.rungs))
 
     # -- for the origin ---------------------------------------------------------------------
 
@@ -370,37 +462,83 @@ class Broadcast:
     def has_media(self) -> bool:
         return any(r.has_media for r in self.renditions.values())
 
+    @property
+    def variants(self) -> list[Rendition]:
+        """The renditions the master playlist offers, best first."""
+        offered = [] if self.transcoder is not None and not self.transcoder.passthrough else [
+            self.source]
+        return offered + [lane.rendition for lane in self.rungs.values()]
+
     def master_text(self) -> str:
         versions = tuple(r.version for r in self.renditions.values())
         if self._master is not None and self._master[0] == versions:
             return self._master[1]
         variants = []
-        for name, rendition in self.renditions.items():
-            if name == TS:
-                continue
+        offered = [r for r in self.variants if r.has_media]
+        for rendition in offered:
             peak, average = rendition.bandwidth()
             variants.append(Variant(
-                uri=f"{name}/index.m3u8", bandwidth=peak, average_bandwidth=average,
+                uri=f"{rendition.name}/index.m3u8", bandwidth=peak, average_bandwidth=average,
                 codecs=rendition.codecs, resolution=rendition.resolution,
-                frame_rate=rendition.frame_rate or self._measured_frame_rate(), name=name))
-        independent = all(s.independent for n, r in self.renditions.items() if n != TS
-                          for s in r.segments)
+                frame_rate=rendition.frame_rate or self._measured_frame_rate(),
+                name=rendition.name))
+        independent = all(s.independent for r in offered for s in r.segments)
         text = render_master_playlist(MasterPlaylist(variants, independent))
         self._master = (versions, text)
         return text
 
     def _measured_frame_rate(self) -> float | None:
-        if TrackKind.VIDEO not in self._tracks or self._segmenter is None:
+        segmenter = self.lane.segmenter
+        if TrackKind.VIDEO not in self._tracks or segmenter is None:
             return None
-        return self._segmenter.frame_rate()
+        return segmenter.frame_rate()
+
+
+class _LadderFeed:
+    """What one transcode session's output goes to: the broadcast's rung lanes, while this
+    session is the broadcast's current one (or draining after its publisher left)."""
+
+    def __init__(self, broadcast: Broadcast, audio: Track | None) -> None:
+        self.broadcast = broadcast
+        self.audio = audio  # the source's audio, muxed into every rung
+        self.session: TranscodeSession
+        self.active = True
+        self.draining = False
+
+    def callbacks(self) -> SessionCallbacks:
+        return SessionCallbacks(on_item=self._item, on_restart=self._restart,
+                                on_stopped=self._stopped, on_failed=self._failed)
+
+    def _item(self, rung: str, item: Track | MediaUnit) -> None:
+        if not self.active:
+            return
+        if isinstance(item, Track):
+            self.broadcast._rung_track(rung, item, self.audio)
+        else:
+            self.broadcast._rung_unit(rung, item)
+
+    def _restart(self) -> None:
+        if self.active:
+            self.broadcast._rungs_restarted()
+
+    def _stopped(self) -> None:
+        if self.active and self.draining:
+            self.active = False
+            self.broadcast._rungs_done()
+
+    def _failed(self, reason: str) -> None:
+        if self.active:
+            self.active = False
+            self.broadcast.transcoder_failed(reason)
 
 
 class PackagerService:
     """Creates a `Broadcast` for every stream the hub starts."""
 
     def __init__(self, config: HlsConfig, hub: Hub, store: Store,
-                 metrics: PackagerMetrics) -> None:
+                 metrics: PackagerMetrics, transcoder: Transcoder | None = None) -> None:
         self.config = config
+        self.transcoder = transcoder
         self.store = store
         self.metrics = metrics
         self.broadcasts: dict[str, Broadcast] = {}
@@ -419,14 +557,15 @@ class PackagerService:
     def _on_publish(self, stream: LiveStream) -> None:
         broadcast = self.broadcasts.get(stream.name)
         if broadcast is not None and broadcast.ended:
-            next_sequence = broadcast.source.next_sequence
+            next_sequence = max(r.next_sequence for r in broadcast.renditions.values())
             broadcast.close()
             broadcast = None
         else:
             next_sequence = 0
         if broadcast is None:
             broadcast = Broadcast(stream.name, self.config, self.store, self.metrics,
-                                  first_sequence=next_sequence, on_expired=self._expired)
+                                  first_sequence=next_sequence, on_expired=self._expired,
+                                  transcoder=self.transcoder)
             self.broadcasts[stream.name] = broadcast
             self.metrics.broadcasts.set(len(self.broadcasts))
         broadcast.attach(stream)

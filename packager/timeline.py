@@ -90,8 +90,11 @@ class Segmenter:
 
     def __init__(self, config: TimelineConfig, has_video: bool, has_audio: bool,
                  frame_duration_ms: float | None = None, part_target_ms: int | None = None,
-                 discontinuity: bool = False) -> None:
+                 discontinuity: bool = False, keyframes_are_cuts: bool = False) -> None:
         self.config = config
+        # Every keyframe starts a segment: upstream (the transcoder) placed IDRs exactly at
+        # the cut points of another rendition, so this one cuts at the same times.
+        self.keyframes_are_cuts = keyframes_are_cuts
         self.has_video = has_video
         self.has_audio = has_audio
         # A known part target (from an earlier publication of the same broadcast) is kept:
@@ -112,6 +115,7 @@ class Segmenter:
         self.forced_cuts = 0
         self.jumps = 0
         self.dropped = 0  # units before the first keyframe or after a jump
+        self.segments_started = 0  # how many segments were opened: a cut point each
 
     # -- input ------------------------------------------------------------------------------
 
@@ -176,7 +180,7 @@ class Segmenter:
         estimate = min(self._nominal(), target * MAX_PART_SHORTFALL)
         # A keyframe ends a segment once it is long enough, or at once when the segment was
         # cut without one: segments start independent again as soon as they can.
-        if unit.keyframe and (self._segment_forced or segment_ms
+        if unit.keyframe and (self._segment_forced or self.keyframes_are_cuts or segment_ms
                               >= self.config.segment_target_ms - self._nominal() / 2):
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=True, first_in_segment=True)
@@ -281,6 +285,7 @@ class Segmenter:
         if first_in_segment:
             self._segment_ms = 0
             self._segment_forced = forced
+            self.segments_started += 1
         self._part = _OpenPart(start_ms, independent, first_in_segment,
                                self._discontinuity and first_in_segment, forced)
         if first_in_segment:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from golive.config import Config, HlsConfig, HttpConfig, IngestConfig
+from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
 from golive.ingest.hub import Hub, LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.server import Server
@@ -38,9 +38,11 @@ async def make_server() -> AsyncIterator[MakeServer]:
     closed after the test."""
     servers: list[Server] = []
 
-    async def make(hls: HlsConfig | None = None, **ingest: Any) -> Server:
+    async def make(hls: HlsConfig | None = None, transcode: TranscodeConfig | None = None,
+                   **ingest: Any) -> Server:
         config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, **ingest),
-                        http=HttpConfig(host="127.0.0.1", port=0), hls=hls or HlsConfig())
+                        http=HttpConfig(host="127.0.0.1", port=0), hls=hls or HlsConfig(),
+                        transcode=transcode or TranscodeConfig())
         server = Server(config)
         await server.start()
         servers.append(server)

@@ -1,0 +1,193 @@
+"""The ladder pipeline in-process, on a synthetic H.264 source with B-frames: every rung
+decodes at its own size, IDRs exactly at the requested presentation times and nowhere else,
+timestamps the muxers can take. And the Annex B conversions, on libx264's real output."""
+
+from __future__ import annotations
+
+import io
+import struct
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
+from golive.packager.fmp4 import FragmentMuxer
+from golive.transcode.annexb import avcc_from_annexb, nal_units, to_length_prefixed
+from golive.transcode.ladder import parse_rung
+from golive.transcode.pipeline import EncoderSettings, LadderPipeline
+
+FPS = 25
+FRAME_MS = 1000 // FPS
+
+
+def synthetic_source(frames: int, width: int = 640, height: int = 360,
+                     gop: int = 25) -> tuple[Track, list[MediaUnit]]:
+    """A moving picture through libx264 with B-frames (PTS != DTS), as ingest delivers
+    H.264: avcC extradata, length-prefixed NAL units, millisecond timestamps."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = MILLISECONDS, Fraction(FPS)
+    encoder.flags |= av.codec.context.Flags.global_header
+    encoder.options = {"preset": "superfast", "g": str(gop), "bframes": "2"}
+    encoder.open()
+    y, x = np.mgrid[0:height, 0:width]
+    packets: list[av.Packet] = []
+    for i in range(frames):
+        picture = np.dstack([(x + y + 8 * i) % 256, (2 * x + i) % 256, (y + 3 * i) % 256])
+        frame = av.VideoFrame.from_ndarray(picture.astype(np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts, frame.time_base = 80 + i * FRAME_MS, MILLISECONDS
+        packets.extend(encoder.encode(frame))
+    packets.extend(encoder.encode(None))
+    avcc = avcc_from_annexb(bytes(encoder.extradata))
+    track = Track(TrackKind.VIDEO, "h264", avcc, width=width, height=height,
+                  frame_rate=Fraction(FPS))
+    units = [MediaUnit(TrackKind.VIDEO, p.dts + 80, p.pts, p.is_keyframe,
+                       to_length_prefixed(bytes(p))) for p in packets]
+    return track, units
+
+
+@pytest.fixture(scope="module")
+def source() -> tuple[Track, list[MediaUnit]]:
+    return synthetic_source(150)
+
+
+def transcode(track: Track, units: list[MediaUnit], idr_every: int,
+              settings: EncoderSettings | None = None
+              ) -> dict[str, tuple[Track, list[MediaUnit]]]:
+    out: dict[str, list[Track | MediaUnit]] = {}
+    rungs = (parse_rung("240p@300k"), parse_rung("180p@150k"))
+    pipeline = LadderPipeline(track, rungs, settings or EncoderSettings(),
+                              lambda name, item: out.setdefault(name, []).append(item))
+    presented = sorted(u.pts for u in units)
+    idr_pts = set(presented[::idr_every])
+    for unit in units:
+        pipeline.push(unit, idr=unit.pts in idr_pts)
+    pipeline.close()
+    result = {}
+    for name, items in out.items():
+        first, *rest = items
+        assert isinstance(first, Track)
+        assert all(isinstance(u, MediaUnit) for u in rest)
+        result[name] = (first, rest)  # type: ignore[assignment]
+    return result
+
+
+def decode(track: Track, units: list[MediaUnit]) -> list[av.VideoFrame]:
+    """Through the fMP4 muxer the packager uses, then libavformat/libavcodec."""
+    muxer = FragmentMuxer([track])
+    data = muxer.init_segment + muxer.mux_part([(u, FRAME_MS) for u in units])
+    with av.open(io.BytesIO(data)) as container:
+        return [f for p in container.demux(video=0) for f in p.decode()]
+
+
+@pytest.mark.parametrize("cascade", [True, False])
+def test_rungs_decode_at_their_size_with_idrs_only_where_asked(
+        source: tuple[Track, list[MediaUnit]], cascade: bool) -> None:
+    track, units = source
+    rungs = transcode(track, units, idr_every=50, settings=EncoderSettings(cascade=cascade))
+    assert set(rungs) == {"240p", "180p"}
+    wanted = sorted(u.pts for u in units)[::50]
+    for name, size in (("240p", (426, 240)), ("180p", (320, 180))):
+        rung_track, rung_units = rungs[name]
+        assert (rung_track.width, rung_track.height) == size
+        assert rung_track.codec_string.startswith("avc1.64")
+        assert len(rung_units) == len(units)
+        assert sorted(u.pts for u in rung_units if u.keyframe) == wanted
+        # No B-frames by default: decode order is presentation order, DTS is the PTS.
+        assert all(u.dts == u.pts for u in rung_units)
+        assert [u.pts for u in rung_units] == sorted(u.pts for u in units)
+        frames = decode(rung_track, rung_units)
+        assert len(frames) == len(units)
+        assert {(f.width, f.height) for f in frames} == {size}
+        assert [f.key_frame for f in frames].count(True) == len(wanted)
+
+
+def test_b_frames_keep_dts_rising_non_negative_and_below_pts(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    track, units = source
+    rungs = transcode(track, units, idr_every=25, settings=EncoderSettings(bframes=2))
+    for rung_track, rung_units in rungs.values():
+        dts = [u.dts for u in rung_units]
+        assert dts == sorted(set(dts)) and dts[0] >= 0
+        assert all(u.dts <= u.pts for u in rung_units)
+        assert any(u.dts != u.pts for u in rung_units)  # B-frames really were made
+        assert len(decode(rung_track, rung_units)) == len(units)
+
+
+def test_bitrates_follow_the_rungs(source: tuple[Track, list[MediaUnit]]) -> None:
+    track, units = source
+    rungs = transcode(track, units, idr_every=50)
+    seconds = len(units) / FPS
+    rates = {name: sum(len(u.data) for u in rung_units) * 8 / seconds
+             for name, (_, rung_units) in rungs.items()}
+    assert 0.5 * 300_000 < rates["240p"] < 1.5 * 300_000
+    assert 0.5 * 150_000 < rates["180p"] < 1.5 * 150_000
+
+
+def test_a_corrupt_unit_is_counted_and_the_stream_goes_on(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    track, units = source
+    damaged = list(units)
+    victim = damaged[10]
+    damaged[10] = victim._replace(data=struct.pack(">I", 40) + bytes([0x41]) + b"\xff" * 39)
+    out: list[Track | MediaUnit] = []
+    pipeline = LadderPipeline(track, (parse_rung("180p@150k"),), EncoderSettings(),
+                              lambda name, item: out.append(item))
+    for unit in damaged:
+        pipeline.push(unit)
+    pipeline.close()
+    assert len([u for u in out if isinstance(u, MediaUnit)]) >= len(units) - 25
+    assert pipeline.stats.decoded >= len(units) - 25
+
+
+def test_annexb_conversion_on_real_encoder_output(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    track, _ = source
+    record = track.extradata
+    assert record[0] == 1 and record[1] == 100  # version 1, High profile
+    assert record[5] & 0x1F == 1  # one SPS
+    sps_length = struct.unpack_from(">H", record, 6)[0]
+    assert record[8] & 0x1F == 7 and record[8 + sps_length] == 1  # then one PPS
+    assert record[-4:] == bytes([0xFD, 0xF8, 0xF8, 0])  # High: 4:2:0 8-bit extension
+
+
+nal = st.binary(min_size=1, max_size=64).filter(lambda b: b"\x00\x00" not in b and b[-1] != 0)
+
+
+@given(st.lists(nal, min_size=1, max_size=8), st.lists(st.booleans(), min_size=8, max_size=8))
+def test_annexb_round_trip(nals: list[bytes], long_codes: list[bool]) -> None:
+    annexb = b"".join((b"\x00\x00\x00\x01" if long else b"\x00\x00\x01") + n
+                      for n, long in zip(nals, long_codes, strict=False))
+    assert nal_units(annexb) == nals
+    prefixed = to_length_prefixed(annexb)
+    offset, back = 0, []
+    while offset < len(prefixed):
+        (size,) = struct.unpack_from(">I", prefixed, offset)
+        back.append(prefixed[offset + 4:offset + 4 + size])
+        offset += 4 + size
+    assert back == nals
+
+
+def test_a_failing_rung_fails_the_pipeline_instead_of_blocking_it(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    track, units = source
+    seen = 0
+
+    def output(name: str, item: Track | MediaUnit) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 5:
+            raise OSError("the channel is gone")
+
+    pipeline = LadderPipeline(track, (parse_rung("240p@300k"), parse_rung("180p@150k")),
+                              EncoderSettings(), output)
+    with pytest.raises(RuntimeError, match=r"rung .*the channel is gone"):
+        for unit in units:
+            pipeline.push(unit)
+    pipeline.close()  # returns: every rung thread has ended
+    assert not any(e.thread.is_alive() for e in pipeline.encoders)

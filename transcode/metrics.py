@@ -1,0 +1,49 @@
+"""Prometheus metrics of the transcoder: frames through each rendition, speed, losses."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class TranscodeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.frames_in = Counter(
+            "golive_transcode_frames_in_total", "Source video frames decoded.",
+            ["stream", "rendition"], registry=registry)
+        self.frames_out = Counter(
+            "golive_transcode_frames_out_total", "Frames encoded, per transcoded rendition.",
+            ["stream", "rendition"], registry=registry)
+        self.shed_units = Counter(
+            "golive_transcode_dropped_units_total",
+            "Source units not transcoded because the ladder was behind real time, up to the "
+            "next segment start, by where they were dropped (server, worker).",
+            ["stream", "where"], registry=registry)
+        self.encode_speed = Gauge(
+            "golive_transcode_encode_speed_ratio",
+            "Media seconds a rendition's thread scales and encodes per second it is busy, "
+            "over the last report (below 1: it cannot keep up with real time).",
+            ["stream", "rendition"], registry=registry)
+        self.queue_depth = Gauge(
+            "golive_transcode_queue_depth", "Source units waiting in the worker.",
+            ["stream"], registry=registry)
+        self.renditions = Gauge(
+            "golive_transcode_renditions", "Transcoded renditions of a live stream.",
+            ["stream"], registry=registry)
+        self.worker_restarts = Counter(
+            "golive_transcode_worker_restarts_total", "Transcode workers restarted after dying.",
+            registry=registry)
+        self.failures = Counter(
+            "golive_transcode_failures_total",
+            "Streams whose ladder could not run (undecodable source, encoder error).",
+            ["stream"], registry=registry)
+
+    def forget(self, stream: str, renditions: list[str]) -> None:
+        for metric in (self.queue_depth, self.renditions):
+            with contextlib.suppress(KeyError):
+                metric.remove(stream)
+        for rendition in [*renditions, "source"]:
+            for metric in (self.frames_in, self.frames_out, self.encode_speed):
+                with contextlib.suppress(KeyError):
+                    metric.remove(stream, rendition)

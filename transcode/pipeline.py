@@ -1,0 +1,291 @@
+"""One stream's ladder: decode once, scale once per rung, encode each rung in its own thread.
+
+This runs inside a transcode worker process (`worker.py`), or in-process for benchmarks and
+tests; it knows nothing of processes or asyncio. PyAV releases the GIL inside libavcodec
+and libswscale calls, so the rung threads run their encoders in parallel.
+
+Where the CPU goes (ARCHITECTURE.md): libx264 ~75%, decoding ~13%, scaling ~9%. So the
+pipeline spends as little as possible outside the encoders:
+
+* frames go from the decoder to the rungs as they are (yuv420p from every H.264 decoder), no
+  copy or conversion in between;
+* each rung scales with its own `VideoReformatter` (one frame reformatted from two threads at
+  once deadlocked), and by default from the rung above it rather than from the source
+  (`cascade`): 480p -> 360p reads a third of the pixels 720p -> 360p reads;
+* a rung's thread scales, hands its picture to the rung below, then encodes, so the rung below
+  scales while this one encodes.
+
+IDRs: a unit pushed with `idr=True` becomes an IDR in every rung, at the same presentation
+time, and no rung makes a keyframe anywhere else (keyint unbounded, scene-cut detection off):
+the packager cuts every rendition's segments where the source's are cut. B-frames are off by
+default: each rung's DTS is then its PTS, the source frame's own timestamp, and the rungs add
+no reorder delay to the live edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+from av.video.frame import PictureType, VideoFrame
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from golive.ingest.flv import avc_codec_string
+from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
+from golive.transcode.annexb import avcc_from_annexb, to_length_prefixed
+from golive.transcode.ladder import Rung
+
+log = logging.getLogger("golive.transcode")
+
+RUNG_QUEUE = 8  # frames waiting per rung: bounded, the decoder waits for the slowest rung
+DEFAULT_FRAME_RATE = Fraction(30)
+
+Output = Callable[[str, "Track | MediaUnit"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSettings:
+    """libx264 settings shared by every rung (the bitrates are the rungs' own)."""
+
+    preset: str = "veryfast"
+    profile: str = "high"
+    bframes: int = 0
+    threads: int = 0  # libx264 threads per rung; 0 lets libx264 choose
+    x264_params: str = ""  # anything else, as libx264's key=value:key=value
+    interpolation: str = "BICUBIC"  # swscale filter, as the ffmpeg CLI's default
+    cascade: bool = True  # scale each rung from the one above it
+
+
+@dataclass(slots=True)
+class RungStats:
+    """What one rung did, for metrics: frames in and out, and the seconds its thread was
+    busy scaling and encoding (speed = media seconds out / busy seconds)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    busy_seconds: float = 0.0
+    first_pts: int | None = None
+    last_pts: int | None = None
+
+    @property
+    def media_seconds(self) -> float:
+        if self.first_pts is None or self.last_pts is None:
+            return 0.0
+        return (self.last_pts - self.first_pts) / 1000
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    decoded: int = 0
+    decode_errors: int = 0
+    decode_busy_seconds: float = 0.0
+    rungs: dict[str, RungStats] = field(default_factory=dict)
+
+
+class _RungEncoder:
+    """Scales and encodes one rung in its own thread."""
+
+    def __init__(self, rung: Rung, size: tuple[int, int], settings: EncoderSettings,
+                 frame_rate: Fraction, output: Output, stats: RungStats) -> None:
+        self.rung = rung
+        self.width, self.height = size
+        self.output = output
+        self.stats = stats
+        self.below: _RungEncoder | None = None  # scales from this rung's pictures
+        self.queue: queue.Queue[tuple[VideoFrame, bool] | None] = queue.Queue(RUNG_QUEUE)
+        self._reformatter = VideoReformatter()
+        self._interpolation = Interpolation[settings.interpolation]
+        self._frame_rate = frame_rate
+        self._encoder = self._open(settings)
+        self._last_dts: int | None = None
+        self.error: str | None = None
+        self.track = self._track()
+        self.thread = threading.Thread(target=self._run, name=f"rung {rung.name}", daemon=True)
+
+    def _open(self, settings: EncoderSettings) -> av.VideoCodecContext:
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width = self.width
+        encoder.height = self.height
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = MILLISECONDS
+        encoder.framerate = self._frame_rate
+        encoder.bit_rate = self.rung.bitrate
+        encoder.flags |= av.codec.context.Flags.global_header  # SPS/PPS as extradata
+        encoder.thread_count = settings.threads
+        params = ["scenecut=0", f"bframes={settings.bframes}"]
+        if settings.x264_params:
+            params.append(settings.x264_params)
+        encoder.options = {
+            "preset": settings.preset, "profile": settings.profile,
+            "maxrate": str(self.rung.maxrate), "bufsize": str(self.rung.bufsize),
+            "g": "1000000", "forced-idr": "1", "x264-params": ":".join(params),
+        }
+        encoder.open()
+        return encoder
+
+    def _track(self) -> Track:
+        avcc = avcc_from_annexb(bytes(self._encoder.extradata or b""))
+        return Track(TrackKind.VIDEO, "h264", avcc, codec_string=avc_codec_string(avcc),
+                     width=self.width, height=self.height, pix_fmt="yuv420p",
+                     frame_rate=self._frame_rate)
+
+    def start(self) -> None:
+        self.output(self.rung.name, self.track)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._encode_all()
+        except Exception as exc:  # libx264 or the output refused: the ladder has failed
+            log.exception("rung %s failed", self.rung.name)
+            self.error = f"rung {self.rung.name}: {type(exc).__name__}: {exc}"
+            # Keep taking frames so the decoder never waits on this rung; the pipeline
+            # raises at its next push.
+            while self.queue.get() is not None:
+                pass
+            if self.below is not None:
+                self.below.queue.put(None)
+
+    def _encode_all(self) -> None:
+        stats = self.stats
+        while True:
+            item = self.queue.get()
+            if item is None:
+                if self.below is not None:
+                    self.below.queue.put(None)
+                started = time.perf_counter()
+                self._emit(self._encoder.encode(None))
+                stats.busy_seconds += time.perf_counter() - started
+                return
+            frame, idr = item
+            started = time.perf_counter()
+            picture = self._reformatter.reformat(
+                frame, self.width, self.height, "yuv420p", interpolation=self._interpolation)
+            picture.pts = frame.pts
+            picture.time_base = MILLISECONDS
+            scaled = time.perf_counter()
+            if self.below is not None:  # waiting here for the rung below is not work
+                self.below.queue.put((picture, idr))
+            resumed = time.perf_counter()
+            picture.pict_type = PictureType.I if idr else PictureType.NONE
+            stats.frames_in += 1
+            self._emit(self._encoder.encode(picture))
+            stats.busy_seconds += (scaled - started) + (time.perf_counter() - resumed)
+
+    def _emit(self, packets: list[av.Packet]) -> None:
+        stats = self.stats
+        for packet in packets:
+            pts = packet.pts
+            dts = packet.dts if packet.dts is not None else pts
+            if pts is None:
+                continue
+            # With B-frames libx264 starts DTS before zero; muxers need rising, non-negative
+            # DTS, never above the PTS.
+            floor = 0 if self._last_dts is None else self._last_dts + 1
+            dts = min(max(dts, floor), pts)
+            self._last_dts = dts
+            stats.frames_out += 1
+            if stats.first_pts is None:
+                stats.first_pts = pts
+            stats.last_pts = pts
+            self.output(self.rung.name, MediaUnit(
+                TrackKind.VIDEO, dts, pts, packet.is_keyframe,
+                to_length_prefixed(bytes(packet))))
+
+
+class LadderPipeline:
+    """Transcodes one source video track into the given rungs.
+
+    `push` decodes in the caller's thread and blocks while the slowest rung is RUNG_QUEUE
+    frames behind; `close` drains every rung. `output(rung_name, item)` is called from the
+    rung threads with the rung's `Track` first, then its units in decode order.
+    """
+
+    def __init__(self, source: Track, rungs: tuple[Rung, ...], settings: EncoderSettings,
+                 output: Output, decode_threads: int = 0) -> None:
+        if source.kind is not TrackKind.VIDEO:
+            raise ValueError("only video is transcoded")
+        self.source = source
+        self.stats = PipelineStats()
+        self._decoder = av.CodecContext.create(source.codec, "r")
+        if source.extradata:
+            self._decoder.extradata = source.extradata
+        self._decoder.thread_type = "AUTO"
+        self._decoder.thread_count = decode_threads
+        self._idr_pts: set[int] = set()
+        frame_rate = source.frame_rate or DEFAULT_FRAME_RATE
+        ordered = sorted(rungs, key=lambda r: r.short_side, reverse=True)
+        self.encoders: list[_RungEncoder] = []
+        for rung in ordered:
+            stats = self.stats.rungs.setdefault(rung.name, RungStats())
+            size = rung.size_for(source.width, source.height)
+            self.encoders.append(_RungEncoder(rung, size, settings, frame_rate, output, stats))
+        # Cascade: each rung scales from the smallest rung above it that is still larger.
+        self._heads = []
+        for index, encoder in enumerate(self.encoders):
+            above = self.encoders[index - 1] if index and settings.cascade else None
+            if above is not None and above.width >= encoder.width:
+                above.below = encoder
+            else:
+                self._heads.append(encoder)
+        for encoder in self.encoders:
+            encoder.start()
+        self._closed = False
+
+    @property
+    def tracks(self) -> dict[str, Track]:
+        return {e.rung.name: e.track for e in self.encoders}
+
+    def push(self, unit: MediaUnit, idr: bool = False) -> None:
+        """One source video unit; `idr`: every rung starts a GOP at this unit's PTS."""
+        if self._closed:
+            raise ValueError("the pipeline is closed")
+        for encoder in self.encoders:
+            if encoder.error is not None:
+                raise RuntimeError(encoder.error)
+        if idr:
+            self._idr_pts.add(unit.pts)
+        packet = av.Packet(unit.data)
+        packet.pts = unit.pts
+        packet.dts = unit.dts
+        packet.time_base = MILLISECONDS
+        self._decode(packet)
+
+    def _decode(self, packet: av.Packet | None) -> None:
+        started = time.perf_counter()
+        try:
+            frames = self._decoder.decode(packet)
+        except av.FFmpegError as exc:
+            self.stats.decode_errors += 1
+            if self.stats.decode_errors <= 5:
+                log.warning("decoding failed: %s", exc)
+            frames = []
+        self.stats.decode_busy_seconds += time.perf_counter() - started
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            self.stats.decoded += 1
+            idr = frame.pts in self._idr_pts
+            if idr:
+                self._idr_pts.discard(frame.pts)
+            for head in self._heads:
+                head.queue.put((frame, idr))
+        if len(self._idr_pts) > 64:  # frames the decoder never returned (corrupt input)
+            self._idr_pts = {p for p in self._idr_pts if p >= max(self._idr_pts) - 10_000}
+
+    def close(self) -> None:
+        """Flush the decoder and every encoder; returns when all rung output is out."""
+        if self._closed:
+            return
+        self._decode(None)
+        self._closed = True
+        for head in self._heads:
+            head.queue.put(None)
+        for encoder in self.encoders:
+            encoder.thread.join()

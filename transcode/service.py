@@ -1,0 +1,64 @@
+"""The transcoder as the packager sees it: which rungs a source gets, and a session per stream.
+
+Built by the composition root from `TranscodeConfig`; the packager asks it for a ladder when a
+publication's video track is known and feeds the session it opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from golive.config import TranscodeConfig
+from golive.media import Track
+from golive.transcode.ladder import APPLE_H264, Rung, ladder_for, parse_rung
+from golive.transcode.metrics import TranscodeMetrics
+from golive.transcode.pipeline import EncoderSettings
+from golive.transcode.pool import SessionCallbacks, TranscodePool, TranscodeSession
+
+DECODABLE = frozenset({"h264", "hevc", "av1", "vp9"})
+
+
+class Transcoder:
+    def __init__(self, config: TranscodeConfig, registry: CollectorRegistry) -> None:
+        self.config = config
+        self.metrics = TranscodeMetrics(registry)
+        self.ladder = tuple(parse_rung(text) for text in config.ladder)
+        self.settings = EncoderSettings(
+            preset=config.preset, profile=config.profile, bframes=config.bframes,
+            threads=config.threads, x264_params=config.x264_params)
+        self.pool = TranscodePool(config.workers or TranscodePool.default_size(),
+                                  self.settings, self.metrics)
+
+    @property
+    def passthrough(self) -> bool:
+        return self.config.passthrough
+
+    def rungs_for(self, video: Track, metadata: Mapping[str, Any]) -> tuple[Rung, ...]:
+        """The ladder for this source (empty: nothing to transcode)."""
+        if video.codec not in DECODABLE or not video.width or not video.height:
+            return ()
+        bitrate = 0
+        rate = metadata.get("videodatarate")  # kb/s, when the encoder says (OBS, FFmpeg)
+        if isinstance(rate, int | float) and rate > 0:
+            bitrate = round(rate * 1000)
+        rungs = ladder_for(self.ladder, video.width, video.height, bitrate)
+        if not self.passthrough:  # the source's size is re-encoded too
+            short = min(video.width, video.height)
+            apple = next((kbps for side, kbps in APPLE_H264 if side >= short), 7800) * 1000
+            top = Rung(short, min(apple, bitrate) if bitrate else apple,
+                       video.width, video.height)
+            rungs = (top, *rungs)
+        return rungs
+
+    def open(self, stream: str, video: Track, rungs: tuple[Rung, ...],
+             callbacks: SessionCallbacks) -> TranscodeSession:
+        return self.pool.open(stream, video, rungs, callbacks)
+
+    def forget(self, stream: str, rungs: list[str]) -> None:
+        self.metrics.forget(stream, rungs)
+
+    async def close(self) -> None:
+        await self.pool.close()
