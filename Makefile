@@ -63,8 +63,15 @@ bench-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp wrk >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-rtmp wrk >/dev/null; fi; }
 
+BENCH_STAMP = $(VENV)/.bench-installed
+
+# the benchmarks' own Python packages (pyproject's bench extra: the FFmpeg 9 CLI, py-spy)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
 ## bench: every benchmark, one table
-bench: $(STAMP) bench-deps
+bench: $(BENCH_STAMP) bench-deps
 	$(BIN)/python -m bench
 
 clean:

@@ -193,6 +193,7 @@ class Run:
     media_seconds: float
     other_cpu: float  # cores busy with anything else during the run
     rungs: dict[str, RungOutput] = field(default_factory=dict)
+    sliced: bool = True  # x264 thread model: sliced threads, or frame threads
 
     @property
     def speed(self) -> float:
@@ -234,7 +235,7 @@ def run_golive(source: Source, rungs: tuple[Rung, ...], settings: EncoderSetting
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
     other = max(0.0, (machine_cpu() - machine_before) - cpu) / wall
-    run = Run(label, wall, cpu, source.media_seconds, other)
+    run = Run(label, wall, cpu, source.media_seconds, other, sliced=settings.sliced_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     for rung in rungs:
         rung_units = units[rung.name]
@@ -250,7 +251,7 @@ def run_golive(source: Source, rungs: tuple[Rung, ...], settings: EncoderSetting
 
 
 def ffmpeg_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
-                   outputs: list[Path]) -> list[str]:
+                   outputs: list[Path], sliced: bool) -> list[str]:
     """One decode, a split, and per rung scale + libx264 with golive's settings."""
     sizes = [r.size_for(WIDTH, HEIGHT) for r in rungs]
     graph = f"[0:v]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs))) + ";"
@@ -261,7 +262,8 @@ def ffmpeg_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
         command += [
             "-map", f"[o{i}]", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
             "-b:v", str(rung.bitrate), "-maxrate", str(rung.maxrate),
-            "-bufsize", str(rung.bufsize), "-x264-params", "scenecut=0:bframes=0",
+            "-bufsize", str(rung.bufsize), "-x264-params",
+            f"scenecut=0:bframes=0:sliced-threads={int(sliced)}",
             "-g", "1000000", "-forced-idr", "1", "-force_key_frames", "expr:gte(t,n_forced*2)",
             "-fps_mode", "passthrough", "-an", "-f", "mp4", str(path),
         ]
@@ -287,10 +289,10 @@ def _read_mp4(path: Path) -> tuple[int, int, tuple[int, ...], str]:
 
 
 def run_ffmpeg(ffmpeg: str, source: Source, rungs: tuple[Rung, ...], label: str,
-               out_dir: Path) -> Run:
+               out_dir: Path, sliced: bool) -> Run:
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = [out_dir / f"{r.name}.mp4" for r in rungs]
-    command = ffmpeg_command(ffmpeg, source.path, rungs, outputs)
+    command = ffmpeg_command(ffmpeg, source.path, rungs, outputs, sliced)
     machine_before = machine_cpu()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -301,7 +303,7 @@ def run_ffmpeg(ffmpeg: str, source: Source, rungs: tuple[Rung, ...], label: str,
         raise RuntimeError(f"{label} failed ({result.returncode}): {result.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     other = max(0.0, (machine_cpu() - machine_before) - cpu) / wall
-    run = Run(label, wall, cpu, source.media_seconds, other)
+    run = Run(label, wall, cpu, source.media_seconds, other, sliced=sliced)
     for rung, path in zip(rungs, outputs, strict=True):
         run.rungs[rung.name] = RungOutput(path, *_read_mp4(path))
     return run
@@ -368,16 +370,15 @@ def _ffmpeg_version(path: str) -> str:
 
 
 def golive_variants(quick: bool) -> list[tuple[str, EncoderSettings]]:
+    """golive's settings, and the variants worth a row. Each is compared with the reference
+    run on the same x264 thread model: sliced threads (golive's default, for the live edge)
+    or frame threads (the ffmpeg CLI's default)."""
     default = EncoderSettings()
     variants = [("golive", default)]
     if CONFIG.variants:
-        variants.append(("golive no-cascade", replace(default, cascade=False)))
+        variants.append(("golive frame-threads", replace(default, sliced_threads=False)))
         if not quick:
-            # PyAV opens encoders with thread_type SLICE, which libavcodec's libx264 wrapper
-            # turns into x264's sliced threads; the ffmpeg CLI leaves x264 frame threads.
-            variants.append(("golive frame-threads",
-                             replace(default, x264_params="sliced-threads=0")))
-            variants.append(("golive threads=1", replace(default, threads=1)))
+            variants.append(("golive no-cascade", replace(default, cascade=False)))
     return variants
 
 
@@ -397,10 +398,14 @@ def _x264_differences(ours: RungOutput, theirs: RungOutput) -> str:
     return ", ".join(diffs)
 
 
-def _rows(golive_runs: list[Run], references: list[Run], rungs: tuple[Rung, ...]) -> list[Row]:
-    main_ref = references[0] if references else None
+def _rows(golive_runs: list[Run], references: list[Run], others: list[Run],
+          rungs: tuple[Rung, ...]) -> list[Row]:
+    """`references`: the main reference CLI on each thread model; `others`: further CLIs."""
     rows: list[Row] = []
     golive = golive_runs[0]
+
+    def reference_for(run: Run) -> Run | None:
+        return next((r for r in references if r.sliced == run.sliced), None)
 
     def ref_cells(run: Run | None, value: float | None, fmt: str) -> tuple[str, float | None]:
         if run is None or value is None:
@@ -408,6 +413,7 @@ def _rows(golive_runs: list[Run], references: list[Run], rungs: tuple[Rung, ...]
         return format(value, fmt), value
 
     for run in golive_runs:
+        main_ref = reference_for(run)
         suffix = "" if run is golive else "." + run.label.removeprefix("golive ").replace(" ", "-")
         text, value = ref_cells(main_ref, main_ref and main_ref.speed, ".2f")
         note = f"wall {run.wall:.1f} s"
@@ -422,7 +428,7 @@ def _rows(golive_runs: list[Run], references: list[Run], rungs: tuple[Rung, ...]
         text, value = ref_cells(main_ref, main_ref and main_ref.cpu_per_media_second, ".2f")
         rows.append(Row(f"transcode.cpu{suffix}", "CPU-s per media-s",
                         f"{run.cpu_per_media_second:.2f}", text, run.cpu_per_media_second, value))
-    for ref in references[1:]:
+    for ref in others:
         rows.append(Row(f"transcode.ladder.vs-{ref.label}", "x real time", f"{golive.speed:.2f}",
                         f"{ref.speed:.2f}", golive.speed, ref.speed, f"wall {ref.wall:.1f} s"))
         rows.append(Row(f"transcode.cpu.vs-{ref.label}", "CPU-s per media-s",
@@ -430,6 +436,7 @@ def _rows(golive_runs: list[Run], references: list[Run], rungs: tuple[Rung, ...]
                         golive.cpu_per_media_second, ref.cpu_per_media_second))
     for rung in rungs:
         for run in golive_runs:
+            main_ref = reference_for(run)
             ours = run.rungs[rung.name]
             suffix = "" if run is golive else "." + run.label.removeprefix("golive ").replace(
                 " ", "-")
@@ -452,13 +459,17 @@ def _rows(golive_runs: list[Run], references: list[Run], rungs: tuple[Rung, ...]
                 "-" if ref_psnr is None else f"{ref_psnr:.2f}", ours.psnr, ref_psnr,
                 "" if ours.psnr_y is None or not theirs or theirs.psnr_y is None
                 else f"Y {ours.psnr_y:.2f}/{theirs.psnr_y:.2f} dB"))
-    if main_ref:
+    for run in golive_runs:
+        main_ref = reference_for(run)
+        if main_ref is None or (run is not golive and main_ref is reference_for(golive)):
+            continue
         first = rungs[0].name
-        diffs = _x264_differences(golive.rungs[first],
-                                  main_ref.rungs[first])
-        versions = (f"x264 {_core(golive.rungs[first].x264)} (golive, PyAV) / "
+        diffs = _x264_differences(run.rungs[first], main_ref.rungs[first])
+        versions = (f"x264 {_core(run.rungs[first].x264)} ({run.label}, PyAV) / "
                     f"{_core(main_ref.rungs[first].x264)} ({main_ref.label})")
-        rows.append(Row("transcode.x264-settings", "SEI options", "same" if not diffs else "differ",
+        suffix = "" if run is golive else "." + run.label.removeprefix("golive ").replace(" ", "-")
+        rows.append(Row(f"transcode.x264-settings{suffix}", "SEI options",
+                        "same" if not diffs else "differ",
                         note=versions + ("; golive/ffmpeg: " + diffs if diffs else "")))
     return rows
 
@@ -500,14 +511,20 @@ def run_transcode(options: Options) -> list[Row]:
                 measure_psnr(psnr_tool, source.path, run, rungs)
             log(_describe(run))
             golive_runs.append(run)
-        references = []
-        for index, (label, path) in enumerate(binaries):
-            run = run_ffmpeg(path, source, rungs, label, work / f"ffmpeg{index}")
+        references: list[Run] = []
+        others: list[Run] = []
+        models = sorted({run.sliced for run in golive_runs}, reverse=True)
+        jobs = [(label, path, sliced, index == 0)
+                for index, (label, path) in enumerate(binaries)
+                for sliced in (models if index == 0 else [False])]
+        for number, (label, path, sliced, main) in enumerate(jobs):
+            name = f"{label} {'sliced' if sliced else 'frame'}-threads"
+            run = run_ffmpeg(path, source, rungs, name, work / f"ffmpeg{number}", sliced)
             if psnr_tool:
                 measure_psnr(psnr_tool, source.path, run, rungs)
             log(_describe(run))
-            references.append(run)
-    return _rows(golive_runs, references, rungs)
+            (references if main else others).append(run)
+    return _rows(golive_runs, references, others, rungs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,7 +98,7 @@ def main() -> None:
 @click.option("--no-passthrough", "no_passthrough", is_flag=True, default=None,
               help="Re-encode the source's size too, instead of offering it as it came.")
 @click.option("--transcode-workers", type=click.IntRange(0), default=None,
-              help="Transcode worker processes; 0: one per two CPU cores.  [default: 0]")
+              help="Transcode worker processes; 0: one per CPU core.  [default: 0]")
 @click.option("--x264-preset", type=click.Choice(X264_PRESETS), default=None,
               help="libx264 preset of every rung.  [default: veryfast]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -112,7 +112,7 @@ class TranscodeConfig:
     # (Apple's H.264 ladder below the source's size and bitrate, see transcode/ladder.py)
     ladder: tuple[str, ...] = ()
     passthrough: bool = True  # offer the source as it came; False: re-encode it too
-    workers: int = 0  # transcode worker processes; 0: one per two CPU cores
+    workers: int = 0  # transcode worker processes; 0: one per CPU core
     preset: str = "veryfast"  # libx264 preset of every rung
     profile: str = "high"
     bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay

@@ -26,6 +26,11 @@ log = logging.getLogger("golive.packager")
 OnListed = Callable[[Part], None]
 
 
+def first_video_pts(part: Part) -> int | None:
+    """The presentation time a part's video starts at (its first unit in decode order)."""
+    return next((unit.pts for unit, _ in part.units if unit.kind is TrackKind.VIDEO), None)
+
+
 class Lane:
     def __init__(self, stream: str, rendition: Rendition, timeline: TimelineConfig,
                  metrics: PackagerMetrics, *, keyframes_are_cuts: bool = False) -> None:
@@ -38,9 +43,9 @@ class Lane:
         self.muxer: FragmentMuxer | None = None
         self.segmenter: Segmenter | None = None
         self.inits = 0
-        # Wall-clock time of media time zero, when the lane should date its segments by
-        # another lane's clock (rungs follow the source) rather than by arrival.
-        self.clock: Callable[[int], float] | None = None
+        # Called before a part that starts a segment is listed: rungs align their segment
+        # numbers to the source's there, and take the date of the source's segment.
+        self.before_segment: Callable[[Part], float | None] | None = None
 
     @property
     def started(self) -> bool:
@@ -109,10 +114,12 @@ class Lane:
                 rendition.mark_discontinuity()
             if part.forced and part.first_in_segment:
                 self.metrics.forced_cuts.labels(self.stream, name).inc()
-            end_ms = part.start_ms + part.duration_ms
-            now = self.clock(end_ms) if self.clock is not None else None
+            date = None
+            if part.first_in_segment and self.before_segment is not None:
+                date = self.before_segment(part)
             rendition.add_part(data, part.duration_ms, part.independent, part.first_in_segment,
-                               part.last_in_segment, end_ms, now=now)
+                               part.last_in_segment, part.start_ms + part.duration_ms,
+                               program_date_time=date)
             self.metrics.parts.labels(self.stream, name).inc()
             if part.last_in_segment and rendition.segments:
                 segment = rendition.segments[-1]

@@ -22,6 +22,11 @@ class PackagerMetrics:
             "golive_hls_forced_cuts_total",
             "Segments cut without a keyframe because the publisher's keyframe interval is "
             "longer than the segment target allows.", ["stream", "rendition"], registry=registry)
+        self.gap_segments = Counter(
+            "golive_hls_gap_segments_total",
+            "Segments listed as EXT-X-GAP in a transcoded rendition that lost their frames "
+            "(the transcoder shed load or restarted).", ["stream", "rendition"],
+            registry=registry)
         self.discontinuities = Counter(
             "golive_hls_discontinuities_total",
             "Discontinuities written, by cause (reconnect, timestamp jump, codec change).",
@@ -48,6 +53,6 @@ class PackagerMetrics:
         """Drop a finished broadcast's labelled series so they do not pile up."""
         for rendition in renditions:
             for metric in (self.segments, self.parts, self.segment_bytes, self.forced_cuts,
-                           self.live_edge_delay):
+                           self.live_edge_delay, self.gap_segments):
                 with contextlib.suppress(KeyError):
                     metric.remove(stream, rendition)

@@ -39,6 +39,7 @@ class SegmentRecord:
     size: int = 0
     complete: bool = False
     extension: str = "m4s"
+    gap: bool = False  # listed with EXT-X-GAP: this rendition has no media for it
 
     @property
     def uri(self) -> str:
@@ -99,13 +100,18 @@ class Rendition:
         self._pending_discontinuity = True
 
     def add_part(self, data: bytes, duration_ms: int, independent: bool, first_in_segment: bool,
-                 last_in_segment: bool, end_media_ms: int, now: float | None = None) -> None:
+                 last_in_segment: bool, end_media_ms: int, now: float | None = None,
+                 program_date_time: float | None = None) -> None:
+        """`program_date_time`: the date of a segment this part starts, when another
+        rendition already dated the same media (else it follows this rendition's own)."""
         now = time.time() if now is None else now
         if first_in_segment or self.open is None:
             if self.open is not None:  # the previous segment ended without saying so
                 self._close_segment(now)
+            if program_date_time is None:
+                program_date_time = self._next_date(duration_ms, now)
             self.open = SegmentRecord(
-                sequence=self.next_sequence, program_date_time=self._next_date(duration_ms, now),
+                sequence=self.next_sequence, program_date_time=program_date_time,
                 init_uri=self.init_uri, discontinuity=self._pending_discontinuity,
                 independent=independent, extension=self.extension)
             self._pending_discontinuity = False
@@ -137,6 +143,29 @@ class Rendition:
         self.segments.append(segment)
         self.total_bytes += segment.size
         self.total_ms += segment.duration_ms
+        self._slide(now)
+        self._changed_now(now)
+
+    def add_gap(self, sequence: int, duration_ms: int, program_date_time: float,
+                now: float | None = None) -> None:
+        """Segment `sequence` exists in the other renditions but not in this one (its
+        transcoder lost those frames): listed as EXT-X-GAP, so segment numbers stay aligned
+        across renditions and players skip it (or switch rendition)."""
+        now = time.time() if now is None else now
+        if self.open is not None:
+            self._close_segment(now)
+        previous = self.segments[-1] if self.segments else None
+        # The segment before a gap is usually cut short (its frames stopped coming): the
+        # timeline then has a hole, which the dates may only show after a discontinuity.
+        hole = previous is not None and abs(
+            previous.program_date_time + previous.duration_ms / 1000 - program_date_time) > 0.002
+        segment = SegmentRecord(
+            sequence=sequence, program_date_time=program_date_time, init_uri=self.init_uri,
+            discontinuity=self._pending_discontinuity or hole, independent=True,
+            duration_ms=duration_ms, complete=True, extension=self.extension, gap=True)
+        self._pending_discontinuity = False
+        self.next_sequence = sequence + 1
+        self.segments.append(segment)
         self._slide(now)
         self._changed_now(now)
 
@@ -281,7 +310,8 @@ class Rendition:
                 sequence=s.sequence, uri=s.uri, duration=s.duration_ms / 1000,
                 program_date_time=s.program_date_time, init_uri=s.init_uri,
                 independent=s.independent, discontinuity=s.discontinuity,
-                parts=tuple(s.parts) if self.low_latency and id(s) in parted else ())
+                parts=tuple(s.parts) if self.low_latency and id(s) in parted else (),
+                gap=s.gap)
             for s in self.segments)
         open_parts: tuple[PartEntry, ...] = ()
         hint = None
@@ -323,7 +353,7 @@ class Rendition:
         """(peak, average) bits per second. Peak: the highest rate over any run of listed
         segments lasting 0.5-1.5 target durations (RFC 8216 4.3.4.2); average over the
         window. Before the first segment completes, the parts so far stand in."""
-        segments = [(s.size, s.duration_ms) for s in self.segments]
+        segments = [(s.size, s.duration_ms) for s in self.segments if not s.gap]
         if not segments and self.open is not None and self.open.duration_ms:
             segments = [(self.open.size, self.open.duration_ms)]
         if not segments:

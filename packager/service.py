@@ -12,6 +12,7 @@ between units: a thread hop would cost more than the work.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from golive.config import HlsConfig
 from golive.ingest.hub import Hub, LiveStream, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO
-from golive.packager.lane import Lane
+from golive.packager.lane import Lane, first_video_pts
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
 from golive.packager.recording import Recorder, seal_recording
@@ -43,6 +44,7 @@ SETTLE_MS = 1000  # media time to wait for a second track the metadata did not a
 MAX_PENDING_UNITS = 1000  # units held while the track set settles
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
 ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
+MAX_SOURCE_STARTS = 64  # source segment starts remembered for the rungs to align to
 RECENT_AUDIO = 250  # audio units (~5 s of AAC) kept for a rung whose encoder is starting
 
 
@@ -73,7 +75,7 @@ class Broadcast:
         self.rungs: dict[str, Lane] = {}  # transcoded renditions, largest first
         self._ladder: _LadderFeed | None = None
         self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
-        self._clock_zero: float | None = None  # wall-clock time of media time 0 (source)
+        self._source_starts: dict[int, int] = {}  # PTS a source segment starts at -> number
         self.started_at = time.time()
         self.live = False  # a publisher is connected
         self.ended = False
@@ -211,7 +213,6 @@ class Broadcast:
             self._unpackageable = True
             return
         self._tracks = packaged
-        self._clock_zero = None
         muxer = self.lane.muxer
         assert muxer is not None
         inits = self.lane.inits
@@ -239,8 +240,6 @@ class Broadcast:
         cut = self.lane.push(unit, self._listed)
         last = self.source.last_media_ms
         if last is not None:
-            if self._clock_zero is None:
-                self._clock_zero = time.time() - last / 1000
             self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
                 max(0, unit.dts - last) / 1000)
         ladder = self._ladder
@@ -272,6 +271,12 @@ class Broadcast:
                 self.name, self.config.segment_target, self.config.segment_target)
         if self.ts is not None:
             self.ts.add(part, source.last_msn)
+        if part.first_in_segment and self.rungs:
+            pts = first_video_pts(part)
+            if pts is not None:
+                self._source_starts[pts] = source.last_msn
+                while len(self._source_starts) > MAX_SOURCE_STARTS:
+                    del self._source_starts[next(iter(self._source_starts))]
         if part.last_in_segment and source.segments:
             segment = source.segments[-1]
             self._record(lambda recorder, s=segment: recorder.add_segment(
@@ -298,7 +303,7 @@ class Broadcast:
                 self.renditions[rung.name] = rendition
                 lane = Lane(self.name, rendition, self.timeline, self.metrics,
                             keyframes_are_cuts=True)
-                lane.clock = self._clock
+                lane.before_segment = functools.partial(self._align, rendition)
                 self.rungs[rung.name] = lane
         fmp4 = [r for n, r in self.renditions.items() if n != TS]
         for rendition in fmp4:
@@ -323,11 +328,35 @@ class Broadcast:
             ladder.active = False
             self._rungs_done()
 
-    def _clock(self, media_ms: int) -> float:
-        """Rungs date their segments by the source's clock, so PROGRAM-DATE-TIME agrees
-        across renditions (players align renditions by it) despite the encoding delay."""
-        zero = self._clock_zero
-        return time.time() if zero is None else zero + media_ms / 1000
+    def _align(self, rendition: Rendition, part: Part) -> float | None:
+        """A rung starts a segment: give it the number and the date of the source's segment
+        starting at the same PTS (players align renditions by PROGRAM-DATE-TIME, and the
+        rung lists its segment later, by the encoders' delay). Segments the rung lost (its
+        transcoder shed or restarted) are listed as gaps, so every rendition's segment N
+        covers the same media."""
+        pts = first_video_pts(part)
+        sequence = self._source_starts.get(pts) if pts is not None else None
+        if sequence is None or sequence < rendition.next_sequence:
+            return None
+        source = self.source
+        twins = {s.sequence: s for s in source.segments}
+        if source.open is not None:
+            twins[source.open.sequence] = source.open
+        for missing in range(rendition.next_sequence, sequence):
+            twin = twins.get(missing)
+            if twin is not None:  # else older than the source's window: nothing to align
+                rendition.add_gap(missing, twin.duration_ms, twin.program_date_time)
+                self.metrics.gap_segments.labels(self.name, rendition.name).inc()
+        rendition.next_sequence = sequence
+        # Frames lost before this segment leave a hole: the dates must jump to the source's.
+        last = rendition.open or (rendition.segments[-1] if rendition.segments else None)
+        twin = twins.get(sequence)
+        if twin is None:
+            return None
+        if last is not None and abs(last.program_date_time + last.duration_ms / 1000
+                                    - twin.program_date_time) > 0.002:
+            rendition.mark_discontinuity()
+        return twin.program_date_time
 
     def _rung_track(self, rung: str, video: Track, audio: Track | None) -> None:
         lane = self.rungs.get(rung)

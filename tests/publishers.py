@@ -35,6 +35,8 @@ from golive.ingest.client import (
     PublishClient,
     PublishStatus,
 )
+from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
+from golive.transcode.annexb import avcc_from_annexb, to_length_prefixed
 
 FPS = 25
 SAMPLE_RATE = 48000
@@ -440,3 +442,30 @@ if __name__ == "__main__":
     import publishers
 
     sys.exit(publishers._main(sys.argv[1:]))
+
+
+def synthetic_source(frames: int, width: int = 640, height: int = 360,
+                     gop: int = 25) -> tuple[Track, list[MediaUnit]]:
+    """A moving picture through libx264 with B-frames (PTS != DTS), as ingest delivers
+    H.264: avcC extradata, length-prefixed NAL units, millisecond timestamps."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = MILLISECONDS, Fraction(FPS)
+    encoder.flags |= av.codec.context.Flags.global_header
+    encoder.options = {"preset": "superfast", "g": str(gop), "bframes": "2"}
+    encoder.open()
+    y, x = np.mgrid[0:height, 0:width]
+    packets: list[av.Packet] = []
+    for i in range(frames):
+        picture = np.dstack([(x + y + 8 * i) % 256, (2 * x + i) % 256, (y + 3 * i) % 256])
+        frame = av.VideoFrame.from_ndarray(picture.astype(np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts, frame.time_base = 80 + i * (1000 // FPS), MILLISECONDS
+        packets.extend(encoder.encode(frame))
+    packets.extend(encoder.encode(None))
+    avcc = avcc_from_annexb(bytes(encoder.extradata))
+    track = Track(TrackKind.VIDEO, "h264", avcc, width=width, height=height,
+                  frame_rate=Fraction(FPS))
+    units = [MediaUnit(TrackKind.VIDEO, p.dts + 80, p.pts, p.is_keyframe,
+                       to_length_prefixed(bytes(p))) for p in packets]
+    return track, units

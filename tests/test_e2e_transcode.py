@@ -15,6 +15,7 @@ import secrets
 import av
 import pytest
 from conftest import MakeServer, eventually, http_get, scrape
+from hls_rules import check_media_playlist
 from publishers import RawPublisher, encode_clip
 
 from golive.config import TranscodeConfig
@@ -63,10 +64,22 @@ def _decode(server: Server, name: str, segments: slice = slice(None)
 
 def _segment_starts(server: Server, name: str) -> list[int]:
     """The presentation time each listed segment starts at (ms), read from its own bytes."""
-    count = len(broadcast(server).renditions[name].segments)
+    return _listed_starts(server, name)
+
+
+def _listed_starts(server: Server, name: str) -> list[int]:
+    """The start PTS (ms) of each segment with media (gaps have none), decoded from the
+    segment alone with the init segment it names."""
+    rendition = broadcast(server).renditions[name]
+    store = server.store
     starts = []
-    for index in range(count):
-        frames, _ = _decode(server, name, slice(index, index + 1))
+    for segment in rendition.segments:
+        if segment.gap:
+            continue
+        data = (store.get(rendition.prefix + segment.init_uri) or b"") + (
+            store.get(rendition.prefix + segment.uri) or b"")
+        with av.open(io.BytesIO(data)) as container:
+            frames = [f for p in container.demux(video=0) for f in p.decode()]
         starts.append(min(round(f.pts * f.time_base * 1000) for f in frames))
     return starts
 
@@ -92,9 +105,13 @@ async def test_rungs_decode_at_their_size_with_aligned_idrs_and_segments(
     assert bandwidths[0] > bandwidths[1] > bandwidths[2] > 0
 
     source_segments = _segments(server, "source")
+    dates = {s.sequence: s.program_date_time for s in broadcast(server).source.segments}
     for name in ("240p", "180p"):
         rung = _segments(server, name)
         assert rung == source_segments[:len(rung)], name
+        # The same dates too: players line renditions up by PROGRAM-DATE-TIME.
+        for segment in broadcast(server).renditions[name].segments:
+            assert segment.program_date_time == dates[segment.sequence]
     # Every rung starts each segment with an IDR at the PTS the source's segment starts at,
     # and has no other keyframe (the source has one every second, segments are 2 s).
     source_starts = _segment_starts(server, "source")
@@ -113,3 +130,60 @@ async def test_rungs_decode_at_their_size_with_aligned_idrs_and_segments(
     for name in ("240p", "180p"):
         encoded = metrics.get("golive_transcode_frames_out_total", stream=NAME, rendition=name)
         assert encoded is not None and encoded >= 3 * 50  # three 2 s segments at 25 fps
+
+
+async def test_a_crashed_worker_costs_the_rungs_a_gap_not_their_alignment(
+        make_server: MakeServer) -> None:
+    server = await make_server(keys={KEY: NAME}, transcode=TranscodeConfig(ladder=LADDER[:1]))
+    clip = encode_clip(16.0, 640, 360)
+    media = clip.media_tags
+    head = [t for t in clip.tags if t.type not in (8, 9)]
+    # The stream's configuration, then the first 6 s of media: whole GOPs.
+    half = next(i for i, t in enumerate(media) if t.type == 9 and t.timestamp >= 6000)
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags([*head, *media[:half]])
+    await eventually(lambda: server.packager.get(NAME) is not None
+                     and len(_segments(server, "240p")) >= 1, timeout=30, what="a rung segment")
+    worker = server.transcoder.pool.workers[0]
+    dead = worker.process
+    assert dead is not None
+    dead.kill()
+    await eventually(lambda: worker.process not in (None, dead) and worker._writer is not None,
+                     timeout=15, what="the new worker")
+    await publisher.send_tags(media[half:])
+    source_done = clip.media_tags[-1].timestamp // 2000 - 1  # the last whole segment
+    await eventually(lambda: broadcast(server).renditions["240p"].next_sequence > source_done,
+                     timeout=30, what="the rung catching up")
+    await publisher.close()
+    # The publisher is gone: the source lists its last segment, the rung once it drained.
+    await eventually(lambda: not broadcast(server).live and _segments(server, "240p")[-1][0]
+                     == _segments(server, "source")[-1][0], timeout=15,
+                     what="the rung's last segment")
+
+    rung = broadcast(server).renditions["240p"]
+    source = {s.sequence: s for s in broadcast(server).source.segments}
+    assert any(s.discontinuity for s in rung.segments)  # the new encoder's new init segment
+    listed = [s for s in rung.segments if not s.gap]
+    numbers = [s.sequence for s in rung.segments]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert numbers[-1] == max(source)
+    for segment in rung.segments:  # numbers and times agree with the source everywhere
+        twin = source.get(segment.sequence)
+        if twin is not None:
+            assert segment.program_date_time == pytest.approx(twin.program_date_time, abs=0.05)
+    starts = dict(zip([s.sequence for s in broadcast(server).source.segments],
+                      _segment_starts(server, "source"), strict=True))
+    rung_starts = dict(zip([s.sequence for s in listed], _listed_starts(server, "240p"),
+                           strict=True))
+    assert set(rung_starts) & set(starts)
+    for sequence, start in rung_starts.items():
+        if sequence in starts:
+            assert start == starts[sequence], sequence
+    metrics = await scrape(server)
+    assert metrics.get("golive_transcode_worker_restarts_total") == 1
+    status, playlist = await http_get(server.http_port, f"/live/{NAME}/240p/index.m3u8")
+    assert status == 200 and "#EXT-X-DISCONTINUITY" in playlist
+    check_media_playlist(playlist)
+    gaps = metrics.get("golive_hls_gap_segments_total", stream=NAME, rendition="240p") or 0
+    assert playlist.count("#EXT-X-GAP") == gaps == sum(s.gap for s in rung.segments)

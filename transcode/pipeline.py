@@ -57,6 +57,9 @@ class EncoderSettings:
     profile: str = "high"
     bframes: int = 0
     threads: int = 0  # libx264 threads per rung; 0 lets libx264 choose
+    # x264 splits each frame between its threads instead of encoding several frames at once
+    # (the ffmpeg CLI's default): no frame of delay per thread at the live edge.
+    sliced_threads: bool = True
     x264_params: str = ""  # anything else, as libx264's key=value:key=value
     interpolation: str = "BICUBIC"  # swscale filter, as the ffmpeg CLI's default
     cascade: bool = True  # scale each rung from the one above it
@@ -105,6 +108,7 @@ class _RungEncoder:
         self._encoder = self._open(settings)
         self._last_dts: int | None = None
         self.error: str | None = None
+        self._ended = False  # the end of input came (and went on to the rung below)
         self.track = self._track()
         self.thread = threading.Thread(target=self._run, name=f"rung {rung.name}", daemon=True)
 
@@ -118,7 +122,8 @@ class _RungEncoder:
         encoder.bit_rate = self.rung.bitrate
         encoder.flags |= av.codec.context.Flags.global_header  # SPS/PPS as extradata
         encoder.thread_count = settings.threads
-        params = ["scenecut=0", f"bframes={settings.bframes}"]
+        params = ["scenecut=0", f"bframes={settings.bframes}",
+                  f"sliced-threads={int(settings.sliced_threads)}"]
         if settings.x264_params:
             params.append(settings.x264_params)
         encoder.options = {
@@ -145,18 +150,20 @@ class _RungEncoder:
         except Exception as exc:  # libx264 or the output refused: the ladder has failed
             log.exception("rung %s failed", self.rung.name)
             self.error = f"rung {self.rung.name}: {type(exc).__name__}: {exc}"
-            # Keep taking frames so the decoder never waits on this rung; the pipeline
-            # raises at its next push.
-            while self.queue.get() is not None:
-                pass
-            if self.below is not None:
-                self.below.queue.put(None)
+            # Keep taking frames so the decoder never waits on this rung (the pipeline
+            # raises at its next push), and let the rung below end too.
+            if not self._ended:
+                while self.queue.get() is not None:
+                    pass
+                if self.below is not None:
+                    self.below.queue.put(None)
 
     def _encode_all(self) -> None:
         stats = self.stats
         while True:
             item = self.queue.get()
             if item is None:
+                self._ended = True
                 if self.below is not None:
                     self.below.queue.put(None)
                 started = time.perf_counter()

@@ -88,6 +88,9 @@ class TranscodeSession:
     def _restarted(self) -> None:
         """The worker died and a new one took over: start again at an IDR point."""
         self._skipping = True
+        self.stats = None  # the new process counts from zero
+        self._reported.clear()
+        self._worker_dropped = 0
         self.worker.send(("start", self.id, self.source, self.rungs, self.pool.settings), 0)
         self.callbacks.on_restart()
 
@@ -128,6 +131,7 @@ class _Worker:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._backlog: list[bytes] = []  # messages sent before the process is up
+        self._backlog_bytes = 0
         self._starting: asyncio.Task[None] | None = None
         self.closing = False
 
@@ -156,6 +160,7 @@ class _Worker:
         for data in self._backlog:
             self._writer.write(data)
         self._backlog.clear()
+        self._backlog_bytes = 0
         self._reader_task = asyncio.get_running_loop().create_task(
             self._read(reader), name=f"transcode worker {self.index}")
 
@@ -163,12 +168,13 @@ class _Worker:
         """Queue a message; False when a unit of `size` bytes would overfill the buffer."""
         writer = self._writer
         buffered = (writer.transport.get_write_buffer_size() if writer is not None
-                    else sum(len(d) for d in self._backlog))
+                    else self._backlog_bytes)
         if size and buffered > MAX_BUFFERED:
             return False
         data = wire.frame(message)
         if writer is None or writer.is_closing():
             self._backlog.append(data)
+            self._backlog_bytes += len(data)
             self.ensure_started()
         else:
             writer.write(data)
@@ -208,6 +214,7 @@ class _Worker:
         log.error("transcode worker %d died (exit status %s); restarting it for %d stream(s)",
                   self.index, code, len(self.sessions))
         self._backlog.clear()
+        self._backlog_bytes = 0
         self._starting = asyncio.get_running_loop().create_task(self._start(RESTART_DELAY))
         for session in list(self.sessions.values()):
             if session.closed:  # it was draining: what it had is lost
@@ -242,8 +249,9 @@ class TranscodePool:
 
     @staticmethod
     def default_size() -> int:
-        """One worker per two cores (each runs a thread per rung), at least one."""
-        return max(1, (os.cpu_count() or 1) // 2)
+        """One worker per core: each runs threads for its streams' rungs, so one process
+        could use every core, but a crash then takes fewer streams down with it."""
+        return max(1, os.cpu_count() or 1)
 
     def open(self, stream: str, source: Track, rungs: tuple[Rung, ...],
              callbacks: SessionCallbacks) -> TranscodeSession:
