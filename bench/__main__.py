@@ -14,6 +14,7 @@ import time
 import traceback
 
 from . import BENCHMARKS, Options, Row, exit_on_sigterm, format_table
+from . import density as _density  # noqa: F401  (registers density)
 from . import hls_latency as _hls_latency  # noqa: F401  (registers hls-latency)
 from . import ingest as _ingest  # noqa: F401  (registers the ingest benchmark)
 from . import origin_load as _origin_load  # noqa: F401  (registers hls-origin)

@@ -101,7 +101,7 @@ class HlsConfig:
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow")
+                "slower", "veryslow", "placebo")
 H264_PROFILES = ("baseline", "main", "high")
 
 

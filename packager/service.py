@@ -29,7 +29,7 @@ from golive.packager.lane import Lane, first_video_pts
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
 from golive.packager.recording import Recorder, seal_recording
-from golive.packager.rendition import Rendition
+from golive.packager.rendition import Rendition, SegmentRecord
 from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, TimelineConfig
 from golive.packager.ts_output import TsOutput
@@ -76,6 +76,7 @@ class Broadcast:
         self._ladder: _LadderFeed | None = None
         self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
         self._source_starts: dict[int, int] = {}  # PTS a source segment starts at -> number
+        self._shed: set[str] = set()  # rungs the transcoder does not encode now (load)
         self.started_at = time.time()
         self.live = False  # a publisher is connected
         self.ended = False
@@ -279,6 +280,8 @@ class Broadcast:
                     del self._source_starts[next(iter(self._source_starts))]
         if part.last_in_segment and source.segments:
             segment = source.segments[-1]
+            for rung in self._shed:
+                self._fill_gaps(self.renditions[rung], segment.sequence + 1)
             self._record(lambda recorder, s=segment: recorder.add_segment(
                 s.sequence, self.store.get(source.prefix + s.uri) or b"", s.duration_ms,
                 s.independent, s.discontinuity, s.program_date_time))
@@ -289,6 +292,7 @@ class Broadcast:
         """(Re)start transcoding for this publication's video, if there is a ladder for it."""
         self._stop_ladder(drain=False)
         self._recent_audio.clear()
+        self._shed.clear()
         if self.transcoder is None or video is None:
             return
         metadata = self.stream.metadata if self.stream is not None else {}
@@ -328,6 +332,20 @@ class Broadcast:
             ladder.active = False
             self._rungs_done()
 
+    def _fill_gaps(self, rendition: Rendition, sequence: int) -> dict[int, SegmentRecord]:
+        """List the source's segments before `sequence` that the rung lacks as gaps; the
+        source's segments (and its open one) by number."""
+        source = self.source
+        twins = {s.sequence: s for s in source.segments}
+        if source.open is not None:
+            twins[source.open.sequence] = source.open
+        for missing in range(rendition.next_sequence, sequence):
+            twin = twins.get(missing)
+            if twin is not None:  # else older than the source's window: nothing to align
+                rendition.add_gap(missing, twin.duration_ms, twin.program_date_time)
+                self.metrics.gap_segments.labels(self.name, rendition.name).inc()
+        return twins
+
     def _align(self, rendition: Rendition, part: Part) -> float | None:
         """A rung starts a segment: give it the number and the date of the source's segment
         starting at the same PTS (players align renditions by PROGRAM-DATE-TIME, and the
@@ -338,15 +356,7 @@ class Broadcast:
         sequence = self._source_starts.get(pts) if pts is not None else None
         if sequence is None or sequence < rendition.next_sequence:
             return None
-        source = self.source
-        twins = {s.sequence: s for s in source.segments}
-        if source.open is not None:
-            twins[source.open.sequence] = source.open
-        for missing in range(rendition.next_sequence, sequence):
-            twin = twins.get(missing)
-            if twin is not None:  # else older than the source's window: nothing to align
-                rendition.add_gap(missing, twin.duration_ms, twin.program_date_time)
-                self.metrics.gap_segments.labels(self.name, rendition.name).inc()
+        twins = self._fill_gaps(rendition, sequence)
         rendition.next_sequence = sequence
         # Frames lost before this segment leave a hole: the dates must jump to the source's.
         last = rendition.open or (rendition.segments[-1] if rendition.segments else None)
@@ -362,6 +372,7 @@ class Broadcast:
         lane = self.rungs.get(rung)
         if lane is None or self.ended:
             return
+        self._shed.discard(rung)
         lane.flush()
         tracks = {TrackKind.VIDEO: video}
         if audio is not None:
@@ -374,9 +385,22 @@ class Broadcast:
         for unit in self._recent_audio:  # the audio that came while the encoder started
             lane.push(unit)
 
+    def _rung_shed(self, rung: str, encoding: bool) -> None:
+        """The transcoder stopped encoding a rung (load) or took it back. While shed, the
+        rung lists a gap for each of the source's segments, so players switch away."""
+        lane = self.rungs.get(rung)
+        if lane is None:
+            return
+        if encoding:
+            return  # its new encoder's track starts the lane again (`_rung_track`)
+        self._shed.add(rung)
+        lane.flush()
+        lane.close()  # what the encoder drains now belongs to segments given up
+        self._write_playlists()
+
     def _rung_unit(self, rung: str, unit: MediaUnit) -> None:
         lane = self.rungs.get(rung)
-        if lane is None or not lane.started or self.ended:
+        if lane is None or not lane.started or self.ended or rung in self._shed:
             return
         self._push_rung(lane, unit)
         last = lane.rendition.last_media_ms
@@ -536,7 +560,12 @@ class _LadderFeed:
 
     def callbacks(self) -> SessionCallbacks:
         return SessionCallbacks(on_item=self._item, on_restart=self._restart,
-                                on_stopped=self._stopped, on_failed=self._failed)
+                                on_stopped=self._stopped, on_failed=self._failed,
+                                on_shed=self._shed)
+
+    def _shed(self, rung: str, encoding: bool) -> None:
+        if self.active:
+            self.broadcast._rung_shed(rung, encoding)
 
     def _item(self, rung: str, item: Track | MediaUnit) -> None:
         if not self.active:

@@ -8,15 +8,17 @@ rendition, and the playlists list the same segment boundaries everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import secrets
+from pathlib import Path
 
 import av
 import pytest
 from conftest import MakeServer, eventually, http_get, scrape
 from hls_rules import check_media_playlist
-from publishers import RawPublisher, encode_clip
+from publishers import PyAvPublisher, RawPublisher, encode_clip
 
 from golive.config import TranscodeConfig
 from golive.packager.service import Broadcast
@@ -187,3 +189,43 @@ async def test_a_crashed_worker_costs_the_rungs_a_gap_not_their_alignment(
     check_media_playlist(playlist)
     gaps = metrics.get("golive_hls_gap_segments_total", stream=NAME, rendition="240p") or 0
     assert playlist.count("#EXT-X-GAP") == gaps == sum(s.gap for s in rung.segments)
+
+
+async def test_a_ladder_behind_real_time_sheds_a_rung_and_ingest_flows_on(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    # libx264's slowest preset cannot keep up with even these small rungs in real time.
+    server = await make_server(keys={KEY: NAME}, transcode=TranscodeConfig(
+        ladder=("240p@300k", "180p@150k"), preset="placebo", workers=1))
+    publisher = await PyAvPublisher.start(
+        f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+        seconds=18, realtime=True, width=640, height=360, gop=50)
+
+    async def shed() -> bool:
+        metrics = await scrape(server)
+        return bool(metrics.get("golive_transcode_rung_sheds_total", stream=NAME,
+                                rendition="240p"))
+
+    for _ in range(200):
+        if await shed():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the largest rung was never shed")
+    await eventually(lambda: any(s.gap for s in broadcast(server).renditions["240p"].segments),
+                     timeout=15, what="gaps in the shed rung")
+    encoded = await publisher.finish(60)  # the publisher was never held up
+    assert len(encoded.video) == 18 * 25
+
+    metrics = await scrape(server)
+    assert metrics.get("golive_transcode_shed_rungs", stream=NAME) == 1
+    assert not metrics.get("golive_transcode_rung_sheds_total", stream=NAME, rendition="180p")
+    assert not metrics.count("golive_hub_dropped_units_total")
+    # The source rendition lost nothing: all nine 2 s GOPs are segments (the last listed once
+    # the publisher left).
+    await eventually(lambda: not broadcast(server).live, timeout=10, what="the end")
+    source = broadcast(server).source
+    assert source.next_sequence == 9
+    assert not any(s.gap for s in source.segments)
+    status, playlist = await http_get(server.http_port, f"/live/{NAME}/240p/index.m3u8")
+    assert status == 200 and "#EXT-X-GAP" in playlist
+    check_media_playlist(playlist)

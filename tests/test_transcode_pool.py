@@ -31,11 +31,13 @@ class Output:
     restarts: int = 0
     stopped: bool = False
     failures: list[str] = field(default_factory=list)
+    sheds: list[tuple[str, bool]] = field(default_factory=list)
 
     def callbacks(self) -> SessionCallbacks:
         return SessionCallbacks(
             on_item=lambda rung, item: self.items.append(item),
-            on_restart=self._restart, on_stopped=self._stop, on_failed=self.failures.append)
+            on_restart=self._restart, on_stopped=self._stop, on_failed=self.failures.append,
+            on_shed=lambda rung, encoding: self.sheds.append((rung, encoding)))
 
     def _restart(self) -> None:
         self.restarts += 1

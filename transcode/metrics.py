@@ -28,6 +28,13 @@ class TranscodeMetrics:
         self.queue_depth = Gauge(
             "golive_transcode_queue_depth", "Source units waiting in the worker.",
             ["stream"], registry=registry)
+        self.rung_sheds = Counter(
+            "golive_transcode_rung_sheds_total",
+            "Times a rung stopped being encoded because the stream's ladder fell behind "
+            "real time.", ["stream", "rendition"], registry=registry)
+        self.shed_rungs = Gauge(
+            "golive_transcode_shed_rungs", "Rungs of a stream not encoded now (load).",
+            ["stream"], registry=registry)
         self.renditions = Gauge(
             "golive_transcode_renditions", "Transcoded renditions of a live stream.",
             ["stream"], registry=registry)
@@ -40,10 +47,11 @@ class TranscodeMetrics:
             ["stream"], registry=registry)
 
     def forget(self, stream: str, renditions: list[str]) -> None:
-        for metric in (self.queue_depth, self.renditions):
+        for metric in (self.queue_depth, self.renditions, self.shed_rungs):
             with contextlib.suppress(KeyError):
                 metric.remove(stream)
         for rendition in [*renditions, "source"]:
-            for metric in (self.frames_in, self.frames_out, self.encode_speed):
+            for metric in (self.frames_in, self.frames_out, self.encode_speed,
+                           self.rung_sheds):
                 with contextlib.suppress(KeyError):
                     metric.remove(stream, rendition)

@@ -105,7 +105,9 @@ class _RungEncoder:
         self._reformatter = VideoReformatter()
         self._interpolation = Interpolation[settings.interpolation]
         self._frame_rate = frame_rate
-        self._encoder = self._open(settings)
+        self._settings = settings
+        self._encoder: av.VideoCodecContext | None = self._open(settings)
+        self.encoding = True  # set from outside: False sheds this rung (see `shedding.py`)
         self._last_dts: int | None = None
         self.error: str | None = None
         self._ended = False  # the end of input came (and went on to the rung below)
@@ -135,6 +137,7 @@ class _RungEncoder:
         return encoder
 
     def _track(self) -> Track:
+        assert self._encoder is not None
         avcc = avcc_from_annexb(bytes(self._encoder.extradata or b""))
         return Track(TrackKind.VIDEO, "h264", avcc, codec_string=avc_codec_string(avcc),
                      width=self.width, height=self.height, pix_fmt="yuv420p",
@@ -167,7 +170,8 @@ class _RungEncoder:
                 if self.below is not None:
                     self.below.queue.put(None)
                 started = time.perf_counter()
-                self._emit(self._encoder.encode(None))
+                if self._encoder is not None:
+                    self._emit(self._encoder.encode(None))
                 stats.busy_seconds += time.perf_counter() - started
                 return
             frame, idr = item
@@ -180,10 +184,30 @@ class _RungEncoder:
             if self.below is not None:  # waiting here for the rung below is not work
                 self.below.queue.put((picture, idr))
             resumed = time.perf_counter()
-            picture.pict_type = PictureType.I if idr else PictureType.NONE
-            stats.frames_in += 1
-            self._emit(self._encoder.encode(picture))
+            if self._ready(idr):
+                picture.pict_type = PictureType.I if idr else PictureType.NONE
+                stats.frames_in += 1
+                assert self._encoder is not None
+                self._emit(self._encoder.encode(picture))
             stats.busy_seconds += (scaled - started) + (time.perf_counter() - resumed)
+
+    def _ready(self, idr: bool) -> bool:
+        """Shedding: a shed rung drains its encoder and stops (scaling goes on while a rung
+        below scales from it); taken back, it starts a new encoder at the next IDR point,
+        whose `Track` goes out first (a new init segment after a discontinuity)."""
+        if not self.encoding:
+            if self._encoder is not None:
+                self._emit(self._encoder.encode(None))
+                self._encoder = None
+                self._last_dts = None
+            return False
+        if self._encoder is None:
+            if not idr:
+                return False
+            self._encoder = self._open(self._settings)
+            self.track = self._track()
+            self.output(self.rung.name, self.track)
+        return True
 
     def _emit(self, packets: list[av.Packet]) -> None:
         stats = self.stats
@@ -248,6 +272,12 @@ class LadderPipeline:
     @property
     def tracks(self) -> dict[str, Track]:
         return {e.rung.name: e.track for e in self.encoders}
+
+    def set_encoding(self, rung: str, encoding: bool) -> None:
+        """Shed a rung (stop encoding it) or take it back, from its next IDR point."""
+        for encoder in self.encoders:
+            if encoder.rung.name == rung:
+                encoder.encoding = encoding
 
     def push(self, unit: MediaUnit, idr: bool = False) -> None:
         """One source video unit; `idr`: every rung starts a GOP at this unit's PTS."""

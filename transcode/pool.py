@@ -39,6 +39,7 @@ class SessionCallbacks:
     on_restart: Callable[[], None]  # the worker died: rung output continues after a gap
     on_stopped: Callable[[], None]  # everything the ladder will produce has arrived
     on_failed: Callable[[str], None]  # the ladder cannot run for this source
+    on_shed: Callable[[str, bool], None]  # (rung, encoding): shed for load, or back
 
 
 class TranscodeSession:
@@ -59,6 +60,7 @@ class TranscodeSession:
         self.stats: PipelineStats | None = None
         self._reported: dict[str, tuple[int, float, float]] = {}
         self._worker_dropped = 0
+        self.shed_rungs: set[str] = set()
 
     @property
     def load(self) -> int:
@@ -91,6 +93,8 @@ class TranscodeSession:
         self.stats = None  # the new process counts from zero
         self._reported.clear()
         self._worker_dropped = 0
+        for rung in list(self.shed_rungs):  # the new process encodes every rung
+            self._shed(rung, True, 0.0)
         self.worker.send(("start", self.id, self.source, self.rungs, self.pool.settings), 0)
         self.callbacks.on_restart()
 
@@ -100,6 +104,21 @@ class TranscodeSession:
             return
         self.closed = True
         self.worker.send(("stop", self.id), 0)
+
+    def _shed(self, rung: str, encoding: bool, backlog: float) -> None:
+        metrics = self.pool.metrics
+        if encoding:
+            self.shed_rungs.discard(rung)
+            log.info("stream %s: the ladder keeps up again; rung %s is encoded again",
+                     self.stream, rung)
+        else:
+            self.shed_rungs.add(rung)
+            metrics.rung_sheds.labels(self.stream, rung).inc()
+            log.warning("stream %s: the ladder is %.1f s behind real time; rung %s is shed "
+                        "(its playlist lists gaps) until the load drops", self.stream,
+                        backlog, rung)
+        metrics.shed_rungs.labels(self.stream).set(len(self.shed_rungs))
+        self.callbacks.on_shed(rung, encoding)
 
     def _report(self, stats: PipelineStats, dropped: int, depth: int) -> None:
         metrics = self.pool.metrics
@@ -191,6 +210,8 @@ class _Worker:
                     session.callbacks.on_item(message[2], message[3])
                 elif kind == "stats":
                     session._report(message[2], message[3], message[4])
+                elif kind == "shed":
+                    session._shed(message[2], message[3], message[4])
                 elif kind == "stopped":
                     del self.sessions[session_id]
                     session.callbacks.on_stopped()

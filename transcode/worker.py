@@ -24,10 +24,13 @@ from golive.media import MediaUnit, Track
 from golive.transcode import wire
 from golive.transcode.ladder import Rung
 from golive.transcode.pipeline import EncoderSettings, LadderPipeline
+from golive.transcode.shedding import Shedder
 
 log = logging.getLogger("golive.transcode.worker")
 
-INPUT_QUEUE = 500  # source units waiting per stream: 20 s of 25 fps video (a burst)
+# Source units waiting per stream: 12 s of 25 fps video, for bursts (a phone catching up
+# after a network stall); a ladder behind real time sheds rungs long before (shedding.py).
+INPUT_QUEUE = 300
 STATS_INTERVAL = 1.0  # seconds between reports to the server
 
 
@@ -90,6 +93,9 @@ class _StreamJob:
             channel.send(("failed", session, f"{type(exc).__name__}: {exc}"))
             return
         reported = time.monotonic()
+        shedder = Shedder(tuple(e.rung.name for e in pipeline.encoders))
+        frame_seconds = 1 / float(source.frame_rate or 30)
+        media = 0.0
         try:
             while True:
                 try:
@@ -100,7 +106,13 @@ class _StreamJob:
                     break
                 if item:
                     pipeline.push(*item)
+                    media = item[0].pts / 1000
                 now = time.monotonic()
+                backlog = self.queue.qsize() * frame_seconds
+                change = shedder.update(backlog, media, now)
+                if change is not None:
+                    pipeline.set_encoding(*change)
+                    channel.send(("shed", session, change[0], change[1], backlog))
                 if now - reported >= STATS_INTERVAL:
                     reported = now
                     channel.send(("stats", session, pipeline.stats, self.dropped,
