@@ -42,7 +42,6 @@ import contextlib
 import inspect
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,18 +50,25 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from golive.ingest.client import PublishClient, PublishStatus
 from golive.ingest.keys import open_mode_name
 from golive.transcode.ladder import Rung, parse_rung
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
-from .hls import FPS, LOOP_MS, Clip, Publication, Tag, _wait_listening, clip, golive_command
-from .servers import REPO, ServerProcess, _die_with_parent, free_port, machine_load, process_cpu
+from .hls import (
+    FPS,
+    LOOP_MS,
+    Clip,
+    GoliveHls,
+    Publication,
+    Tag,
+    clip,
+    publish,
+)
+from .servers import _die_with_parent, machine_load, process_cpu
 from .transcode import LADDER, ffmpeg_command, reference_binaries
 
 FULL_COUNTS = (4, 5, 6, 7)
@@ -244,120 +250,6 @@ class Trial:
 # ---- golive ---------------------------------------------------------------------------------
 
 
-class GoliveLadder(ServerProcess):
-    """`golive serve --open` with the benchmark's ladder; logs to a temporary file."""
-
-    name = "golive"
-
-    def __init__(self, ladder: tuple[str, ...], startup_timeout: float = 30.0) -> None:
-        self.ladder = ladder
-        self.startup_timeout = startup_timeout
-        self.http_port = 0
-        self._log: IO[bytes] | None = None
-
-    def __enter__(self) -> GoliveLadder:
-        self._log = tempfile.TemporaryFile(prefix="golive-bench-density-log-")
-        try:
-            for _attempt in range(3):  # a free port may be taken between bind and listen
-                self.port, self.http_port = free_port(), free_port()
-                cmd = [
-                    *golive_command(), "serve", "--host", "127.0.0.1",
-                    "--rtmp-port", str(self.port), "--http-port", str(self.http_port), "--open",
-                    *(arg for rung in self.ladder for arg in ("--ladder", rung)),
-                    "--log-level", "WARNING", *CONFIG.server_args,
-                ]  # fmt: skip
-                self.proc = subprocess.Popen(
-                    cmd,
-                    cwd=REPO,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,  # the start-up banner
-                    stderr=self._log,
-                    preexec_fn=_die_with_parent,
-                )
-                if _wait_listening(self, [self.port, self.http_port], self.startup_timeout):
-                    return self
-                self._stop()
-            raise RuntimeError(f"golive did not start; log:\n{self.log()}")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-
-    def log(self, limit: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-limit:]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop(signal.SIGTERM)
-        if self._log is not None:
-            self._log.close()
-
-
-async def publish_as(
-    port: int, key: str, stop: asyncio.Event, record: Publication, media: Clip
-) -> None:
-    """bench.hls.publish under stream key `key` (that one always publishes one fixed key):
-    `media` in real time, looped, until `stop` is set; never raises."""
-    writer: asyncio.StreamWriter | None = None
-    reader_task: asyncio.Task[None] | None = None
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.transport.set_write_buffer_limits(high=0)
-        client = PublishClient("live", key, f"rtmp://127.0.0.1:{port}/live")
-        published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        out = writer
-
-        async def read() -> None:
-            while data := await reader.read(65536):
-                for event in client.receive_data(data):
-                    if isinstance(event, PublishStatus) and not published.done():
-                        if event.code == "NetStream.Publish.Start":
-                            published.set_result(None)
-                        else:
-                            published.set_exception(RuntimeError(f"publish refused: {event}"))
-                if pending := client.data_to_send():
-                    out.write(pending)
-            if not published.done():
-                published.set_exception(ConnectionError("closed by golive before publish"))
-
-        writer.write(client.data_to_send())
-        reader_task = asyncio.create_task(read())
-        await asyncio.wait_for(published, 10.0)
-        for tag in media.headers:
-            client.send_flv_tag(tag.type, 0, tag.body)
-        writer.write(client.data_to_send())
-        record.started = t0 = time.monotonic()
-        loop = 0
-        while not stop.is_set():
-            base = loop * LOOP_MS
-            for tag in media.media:
-                delay = t0 + (base + tag.timestamp) / 1000 - time.monotonic()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                    if stop.is_set():
-                        break
-                else:
-                    record.max_lag = max(record.max_lag, -delay)
-                client.send_flv_tag(tag.type, base + tag.timestamp, tag.body)
-                writer.write(client.data_to_send())
-                await writer.drain()
-                if tag.is_frame:
-                    record.frame_times.append(time.monotonic())
-                if reader_task.done():
-                    raise ConnectionError("golive closed the connection")
-            loop += 1
-    except (OSError, ConnectionError, RuntimeError, TimeoutError) as exc:
-        record.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        record.stopped = time.monotonic()
-        if reader_task is not None:
-            reader_task.cancel()
-        if writer is not None:
-            writer.close()
-
-
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -402,7 +294,9 @@ async def _golive_trial(count: int, seconds: float, media: Clip, rungs: tuple[Ru
     trial = Trial("golive", count, seconds, busy_before)
     keys = [f"density-{count}-{i}" for i in range(count)]
     names = {open_mode_name(key) for key in keys}
-    with GoliveLadder(LADDER) as server:
+    ladder_args = tuple(arg for rung in LADDER for arg in ("--ladder", rung))
+    with GoliveHls({}, disk=False,
+                   serve_args=("--open", *ladder_args, *CONFIG.server_args)) as server:
         url = f"http://127.0.0.1:{server.http_port}/metrics"
         publications = [Publication() for _ in keys]
         stops = [asyncio.Event() for _ in keys]
@@ -412,7 +306,7 @@ async def _golive_trial(count: int, seconds: float, media: Clip, rungs: tuple[Ru
             # publisher i: from STAGGER x i to STAGGER x i + seconds, like ffmpeg process i
             asyncio.get_running_loop().call_later(i * STAGGER + seconds, stops[i].set)
             await asyncio.sleep(i * STAGGER)
-            await publish_as(server.port, keys[i], stops[i], publications[i], media)
+            await publish(server.port, stops[i], publications[i], media, keys[i])
 
         tasks = [asyncio.create_task(staggered(i)) for i in range(count)]
         window_start = started + (count - 1) * STAGGER + min(WARMUP, seconds / 3)

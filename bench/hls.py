@@ -165,14 +165,16 @@ class Publication:
     error: str | None = None
 
 
-async def publish(port: int, stop: asyncio.Event, record: Publication, media: Clip) -> None:
-    """Publish `media` in real time, looped, until `stop` is set; never raises."""
+async def publish(port: int, stop: asyncio.Event, record: Publication, media: Clip,
+                  key: str = SECRET) -> None:
+    """Publish `media` under stream key `key` in real time, looped, until `stop` is set;
+    never raises."""
     writer: asyncio.StreamWriter | None = None
     reader_task: asyncio.Task[None] | None = None
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.transport.set_write_buffer_limits(high=0)
-        client = PublishClient("live", SECRET, f"rtmp://127.0.0.1:{port}/live")
+        client = PublishClient("live", key, f"rtmp://127.0.0.1:{port}/live")
         published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def read() -> None:
@@ -250,17 +252,24 @@ def _wait_listening(server: ServerProcess, ports: list[int], timeout: float) -> 
     return not pending
 
 
+# The HLS benchmarks measure packaging and serving: no transcoding beside them.
+HLS_ONLY = ("--key", f"{STREAM}={SECRET}", "--no-transcode")
+
+
 class GoliveHls(ServerProcess):
     """`golive serve` with a TOML [hls] table; with `disk`, the store is a directory (else
-    golive's default, in memory)."""
+    golive's default, in memory). `serve_args`: the rest of the command line (which keys
+    publish, the ladder)."""
 
     name = "golive"
 
     def __init__(
-        self, hls: dict[str, object], *, disk: bool = True, startup_timeout: float = 30.0
+        self, hls: dict[str, object], *, disk: bool = True, startup_timeout: float = 30.0,
+        serve_args: tuple[str, ...] = HLS_ONLY,
     ) -> None:
         self.hls = hls
         self.disk = disk
+        self.serve_args = serve_args
         self.startup_timeout = startup_timeout
         self.dir = ""
         self.store_dir = ""
@@ -283,7 +292,7 @@ class GoliveHls(ServerProcess):
                 self.port, self.http_port = free_port(), free_port()
                 cmd = [
                     *golive_command(),
-                    "serve", "--config", str(config), "--key", f"{STREAM}={SECRET}",
+                    "serve", "--config", str(config), *self.serve_args,
                     "--host", "127.0.0.1", "--rtmp-port", str(self.port),
                     "--http-port", str(self.http_port), "--log-level", "WARNING",
                 ]  # fmt: skip
