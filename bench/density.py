@@ -19,13 +19,13 @@ Reference: N ffmpeg 9 CLI processes (imageio-ffmpeg's build), each reading the v
 bitstream (the clip written out as an FLV file, `--seconds` long) with `-re`, so its input
 arrives in real time like a publisher's, and doing the ladder of bench/transcode.py
 (`ffmpeg_command`: one decode, split=3, bicubic scale, libx264 veryfast, profile high,
-scenecut=0:bframes=0:sliced-threads=1, VBV at 1.1x/1.5x the bitrate, an IDR every 2 s) into
-mp4 files. An ffmpeg process holds real time if it exits cleanly with every frame encoded
+scenecut=0:bframes=0, golive's x264 thread model, VBV at 1.1x/1.5x the bitrate, an IDR every
+2 s) into mp4 files. An ffmpeg process holds real time if it exits cleanly with every frame encoded
 and its final `speed=` (from `-progress`) is at least 0.99x: with `-re` it cannot run ahead,
 so any shortfall is time it fell behind.
 
 Why it is fair: the same source bitstream, the same ladder sizes, bitrates and libx264
-settings, the same x264 thread model (sliced threads), the same start stagger, and the same
+settings, the same x264 thread model (frame threads), the same start stagger, and the same
 machine, one side after the other in the same run. golive does strictly more (RTMP ingest,
 LL-HLS packaging of the source and every rung, and the publishers' own CPU is on the same two
 cores, while ffmpeg reads a file); ffmpeg's figure is what N independent CLI transcoders get.
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import os
 import shutil
 import statistics
@@ -56,6 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from golive.ingest.keys import open_mode_name
 from golive.transcode.ladder import Rung, parse_rung
+from golive.transcode.pipeline import EncoderSettings
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .hls import (
@@ -432,15 +432,10 @@ def write_flv(path: Path, media: Clip, seconds: float) -> int:
 
 def realtime_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
                      outputs: list[Path]) -> list[str]:
-    """bench.transcode's ladder command (sliced threads, as golive), reading in real time
+    """bench.transcode's ladder command (golive's x264 thread model), reading in real time
     (`-re`) and reporting progress on stdout."""
-    if "sliced" in inspect.signature(ffmpeg_command).parameters:
-        command = ffmpeg_command(ffmpeg, source, rungs, outputs, sliced=True)  # type: ignore[call-arg]
-    else:
-        command = ffmpeg_command(ffmpeg, source, rungs, outputs)  # type: ignore[call-arg]
-    for i, arg in enumerate(command[:-1]):
-        if arg == "-x264-params" and "sliced-threads" not in command[i + 1]:
-            command[i + 1] += ":sliced-threads=1"
+    sliced = EncoderSettings().sliced_threads
+    command = ffmpeg_command(ffmpeg, source, rungs, outputs, sliced)
     at = command.index("-i")
     return [command[0], "-progress", "pipe:1", "-stats_period", "1", *command[1:at], "-re",
             *command[at:]]

@@ -117,6 +117,7 @@ class TranscodeConfig:
     profile: str = "high"
     bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay
     threads: int = 0  # libx264 threads per rung; 0: libx264 decides
+    sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
     x264_params: str = ""  # extra libx264 settings, key=value:key=value
 
     def __post_init__(self) -> None:

@@ -28,7 +28,8 @@ class Transcoder:
         self.ladder = tuple(parse_rung(text) for text in config.ladder)
         self.settings = EncoderSettings(
             preset=config.preset, profile=config.profile, bframes=config.bframes,
-            threads=config.threads, x264_params=config.x264_params)
+            threads=config.threads, sliced_threads=config.sliced_threads,
+            x264_params=config.x264_params)
         self.pool = TranscodePool(config.workers or TranscodePool.default_size(),
                                   self.settings, self.metrics)
 
