@@ -136,7 +136,7 @@ async def test_a_stalled_worker_makes_the_server_shed_not_buffer(
                 len(u.data) for u in units) + 4096
             shed = value(registry, "golive_transcode_dropped_units_total", stream="slow",
                          where="server")
-            assert shed > 0 and session.shed == shed
+            assert shed > 0 and session.dropped == shed
         finally:
             os.kill(process.pid, signal.SIGCONT)
         await eventually(lambda: writer.transport.get_write_buffer_size() < 64 * 1024,

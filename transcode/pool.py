@@ -55,7 +55,7 @@ class TranscodeSession:
         self.rungs = rungs
         self.callbacks = callbacks
         self.closed = False
-        self.shed = 0
+        self.dropped = 0  # units this side dropped because the worker was behind
         self._skipping = False
         self.stats: PipelineStats | None = None
         self._reported: dict[str, tuple[int, float, float]] = {}
@@ -81,10 +81,10 @@ class TranscodeSession:
             self._lose(1)
 
     def _lose(self, count: int) -> None:
-        if not self.shed:
+        if not self.dropped:
             log.warning("stream %s: the transcoder is behind real time; units are dropped "
                         "up to the next segment start", self.stream)
-        self.shed += count
+        self.dropped += count
         self.pool.metrics.shed_units.labels(self.stream, "server").inc(count)
 
     def _restarted(self) -> None:
