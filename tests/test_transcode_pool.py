@@ -5,6 +5,7 @@ up makes the server shed units (counted) instead of buffering without bound or b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from dataclasses import dataclass, field
@@ -151,3 +152,29 @@ async def test_a_stalled_worker_makes_the_server_shed_not_buffer(
         await pool.close()
     late = [u for u in output.units[count:] if u.pts >= 100_000]
     assert late and late[0].keyframe  # the shedding resumed at an IDR point
+
+
+async def test_a_stream_whose_ladder_fails_costs_the_other_streams_nothing(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    track, units = source
+    pool = TranscodePool(1, EncoderSettings(), TranscodeMetrics(CollectorRegistry()))
+    broken, healthy = Output(), Output()
+    flagged = idr_points(units)
+    try:
+        bad = pool.open("broken", dataclasses.replace(track, codec="no-such-codec"), RUNGS,
+                        broken.callbacks())
+        await eventually(lambda: bool(broken.failures), timeout=20, what="the failure")
+        for _ in range(3):  # far more than the worker queues for one stream
+            for unit in units:
+                bad.push(unit, unit.pts in flagged)
+        bad.close()
+        good = pool.open("healthy", track, RUNGS, healthy.callbacks())
+        for unit in units:
+            good.push(unit, unit.pts in flagged)
+        good.close()
+        await eventually(lambda: healthy.stopped, timeout=30, what="the healthy stream")
+    finally:
+        await pool.close()
+    assert "no-such-codec" in broken.failures[0]
+    assert len(healthy.units) == len(units)
+

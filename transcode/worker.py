@@ -80,7 +80,13 @@ class _StreamJob:
             self._skipping = True
 
     def stop(self) -> None:
-        self.queue.put(None)
+        # A full queue empties as the ladder works; one whose ladder failed never does.
+        while self._thread.is_alive():
+            try:
+                self.queue.put(None, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _run(self, source: Track, rungs: tuple[Rung, ...], settings: EncoderSettings) -> None:
         session, channel = self.session, self.channel
