@@ -49,7 +49,7 @@ import numpy as np
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import FragmentMuxer
 from golive.transcode.ladder import Rung, parse_rung
-from golive.transcode.pipeline import EncoderSettings, LadderPipeline
+from golive.transcode.pipeline import EncoderSettings, LadderPipeline, x264_params
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .servers import machine_cpu
@@ -252,7 +252,9 @@ def run_golive(source: Source, rungs: tuple[Rung, ...], settings: EncoderSetting
 
 def ffmpeg_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
                    outputs: list[Path], sliced: bool) -> list[str]:
-    """One decode, a split, and per rung scale + libx264 with golive's settings."""
+    """One decode, a split, and per rung scale + libx264 with golive's settings
+    (`x264_params`) on the given thread model."""
+    params = ":".join(x264_params(replace(EncoderSettings(), sliced_threads=sliced)))
     sizes = [r.size_for(WIDTH, HEIGHT) for r in rungs]
     graph = f"[0:v]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs))) + ";"
     graph += ";".join(f"[s{i}]scale={w}:{h}:flags=bicubic[o{i}]" for i, (w, h) in enumerate(sizes))
@@ -262,8 +264,7 @@ def ffmpeg_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
         command += [
             "-map", f"[o{i}]", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
             "-b:v", str(rung.bitrate), "-maxrate", str(rung.maxrate),
-            "-bufsize", str(rung.bufsize), "-x264-params",
-            f"scenecut=0:bframes=0:sliced-threads={int(sliced)}",
+            "-bufsize", str(rung.bufsize), "-x264-params", params,
             "-g", "1000000", "-forced-idr", "1", "-force_key_frames", "expr:gte(t,n_forced*2)",
             "-fps_mode", "passthrough", "-an", "-f", "mp4", str(path),
         ]

@@ -118,6 +118,7 @@ class TranscodeConfig:
     bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay
     threads: int = 0  # libx264 threads per rung; 0: libx264 decides
     sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
+    lookahead: int = 0  # libx264 rc-lookahead frames: each one is a frame of rung delay
     x264_params: str = ""  # extra libx264 settings, key=value:key=value
 
     def __post_init__(self) -> None:
@@ -137,6 +138,8 @@ class TranscodeConfig:
                               f"got {self.profile!r}")
         if self.workers < 0 or self.threads < 0 or not 0 <= self.bframes <= 16:
             raise ConfigError("transcode.workers and threads must be >= 0, bframes 0-16")
+        if not 0 <= self.lookahead <= 250:
+            raise ConfigError("transcode.lookahead must be 0-250 frames")
 
 
 @dataclass(frozen=True)

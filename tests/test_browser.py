@@ -31,7 +31,7 @@ import pytest
 from conftest import http_get
 from publishers import PyAvPublisher
 
-from golive.config import Config, HlsConfig, HttpConfig, IngestConfig
+from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
 from golive.server import Server
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +113,11 @@ class Playback:
         return sum(e == "bufferStalledError" for e in self.samples[-1]["errors"])
 
     @property
+    def buffer_stalled_after_warm_up(self) -> int:
+        first, last = self.window[0]["errors"], self.window[-1]["errors"]
+        return last.count("bufferStalledError") - first.count("bufferStalledError")
+
+    @property
     def fatal(self) -> str | None:
         return next((s["fatal"] for s in self.samples if s["fatal"]), None)
 
@@ -134,9 +139,10 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
-async def _play(urls: list[str], seconds: float) -> list[dict[str, Any]]:
+async def _play(urls: list[str], seconds: float, switch: float = 0) -> list[dict[str, Any]]:
     node = await asyncio.create_subprocess_exec(
-        "node", str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds), *urls,
+        "node", str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds),
+        "--switch", str(switch), "--switch-from", str(WARM_UP), *urls,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(node.communicate(), len(urls) * seconds + 60)
@@ -208,3 +214,43 @@ async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path
     assert low_latency is not None and plain_latency is not None
     assert low_latency < 3.0, low.summary()
     assert low_latency < plain_latency - 1.0, (low.summary(), plain.summary())
+
+
+async def test_hls_js_switches_between_aligned_renditions_without_stalls(
+        browser_tools: None, tmp_path: Path) -> None:
+    """The ladder's point: a player moving between renditions (here told to, every two
+    seconds after its warm-up, as its bandwidth estimate would) keeps playing, because every
+    rendition cuts its segments at the same times with an IDR there, and the rungs' live
+    edge is close behind the source's (no rate-control lookahead)."""
+    config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
+                    http=HttpConfig(host="127.0.0.1", port=0),
+                    transcode=TranscodeConfig(ladder=("240p@300k", "180p@150k")))
+    server = Server(config)
+    await server.start()
+    publisher = None
+    seconds = PAGE_SECONDS + 4
+    try:
+        publisher = await PyAvPublisher.start(
+            f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+            seconds=seconds + 8, realtime=True, width=640, height=360, gop=50)
+        [page] = await _play([f"http://127.0.0.1:{server.http_port}/watch/{NAME}"], seconds,
+                             switch=2.0)
+        publisher.kill()
+        publisher = None
+    finally:
+        if publisher is not None:
+            publisher.kill()
+        await asyncio.wait_for(server.close(), 10)
+    playback = Playback("switching", page["samples"], page["console"])
+    visited = sorted({s["level"] for s in playback.window})
+    stalled_at = [s["t"] for s in playback.samples if "bufferStalledError" in s["errors"]][:1]
+    context = (f"{playback.summary()}; levels played {visited}; first stall at "
+               f"{stalled_at} s; console {playback.console[-10:]}")
+    print("\n" + context)
+    assert playback.fatal is None, context
+    assert {s["levels"] for s in playback.window} == {3}, context
+    assert len(visited) >= 2, context
+    assert sum(1 for s in playback.window if s.get("asked") is not None) >= 2, context
+    assert playback.stalls == 0 and playback.buffer_stalled_after_warm_up == 0, context
+    assert playback.advanced("frames") >= 0.6 * FPS * playback.elapsed, context
+    assert playback.advanced("currentTime") >= 0.6 * playback.elapsed, context

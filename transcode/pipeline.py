@@ -61,6 +61,11 @@ class EncoderSettings:
     # between the threads (True: no frame of delay per thread, but measured 10% slower here
     # in bench/transcode.py, where the CLI's sliced threads were not)
     sliced_threads: bool = False
+    # libx264's rate-control lookahead, in frames. Each frame of it is a frame of delay at
+    # the live edge: veryfast's own 10 (with its sync lookahead) put the rungs 0.68 s behind
+    # the source, 0 puts them 0.2 s behind, so a low-latency player switching renditions
+    # does not run out of buffer. More lookahead buys a little quality per bit.
+    lookahead: int = 0
     x264_params: str = ""  # anything else, as libx264's key=value:key=value
     interpolation: str = "BICUBIC"  # swscale filter, as the ffmpeg CLI's default
     cascade: bool = True  # scale each rung from the one above it
@@ -90,6 +95,16 @@ class PipelineStats:
     decode_errors: int = 0
     decode_busy_seconds: float = 0.0
     rungs: dict[str, RungStats] = field(default_factory=dict)
+
+
+def x264_params(settings: EncoderSettings) -> list[str]:
+    """The libx264 settings every rung shares (what a reference CLI must be given too)."""
+    params = ["scenecut=0", f"bframes={settings.bframes}",
+              f"sliced-threads={int(settings.sliced_threads)}",
+              f"rc-lookahead={settings.lookahead}", "sync-lookahead=0"]
+    if settings.x264_params:
+        params.append(settings.x264_params)
+    return params
 
 
 class _RungEncoder:
@@ -125,10 +140,7 @@ class _RungEncoder:
         encoder.bit_rate = self.rung.bitrate
         encoder.flags |= av.codec.context.Flags.global_header  # SPS/PPS as extradata
         encoder.thread_count = settings.threads
-        params = ["scenecut=0", f"bframes={settings.bframes}",
-                  f"sliced-threads={int(settings.sliced_threads)}"]
-        if settings.x264_params:
-            params.append(settings.x264_params)
+        params = x264_params(settings)
         encoder.options = {
             "preset": settings.preset, "profile": settings.profile,
             "maxrate": str(self.rung.maxrate), "bufsize": str(self.rung.bufsize),

@@ -29,6 +29,7 @@ class Transcoder:
         self.settings = EncoderSettings(
             preset=config.preset, profile=config.profile, bframes=config.bframes,
             threads=config.threads, sliced_threads=config.sliced_threads,
+            lookahead=config.lookahead,
             x264_params=config.x264_params)
         self.pool = TranscodePool(config.workers or TranscodePool.default_size(),
                                   self.settings, self.metrics)

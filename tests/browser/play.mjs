@@ -1,10 +1,13 @@
 // Plays golive watch pages in headless Chromium (the system's, driven by playwright-core) and
 // prints what each page measured as one JSON document on stdout.
 //
-//   node tests/browser/play.mjs --chromium /usr/bin/chromium --seconds 10 URL [URL...]
+//   node tests/browser/play.mjs --chromium /usr/bin/chromium --seconds 10
+//        [--switch 2 [--switch-from 3]] URL...
 //
 // Pages play one after another in one browser. Every 250 ms the script samples the page's
 // `window.golive` state and the <video> element; tests/test_browser.py judges the samples.
+// With --switch S, every S seconds the player is told to go to the next rendition at its
+// next segment (hls.nextLevel), as its bandwidth estimate would on a changing network.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +22,8 @@ const option = (name, fallback) => {
 };
 const executablePath = option("--chromium", "/usr/bin/chromium");
 const seconds = Number(option("--seconds", "10"));
+const switchEvery = Number(option("--switch", "0"));
+const switchFrom = Number(option("--switch-from", "0"));  // seconds after the page opens
 const urls = args;
 
 // Without the background-networking flags Chromium waits on services a closed network never
@@ -45,7 +50,15 @@ const sample = () => {
       ? (Date.now() - window.hls.playingDate.getTime()) / 1000 : null,
     buffer: g.buffer ?? null, errors: (g.errors || []).slice(), fatal: g.fatal ?? null,
     lowLatency: g.lowLatency ?? null, hls: Boolean(window.hls),
+    level: window.hls ? window.hls.currentLevel : null,
+    levels: window.hls ? window.hls.levels.length : 0,
   };
+};
+const nextLevel = () => {
+  const hls = window.hls;
+  if (!hls || hls.levels.length < 2 || hls.currentLevel < 0) return null;
+  hls.nextLevel = (hls.currentLevel + 1) % hls.levels.length;
+  return hls.nextLevel;
 };
 
 const results = [];
@@ -61,8 +74,13 @@ try {
     const started = Date.now();
     await page.goto(url, { waitUntil: "load", timeout: 15000 });
     const samples = [];
+    let switched = started + (switchFrom - switchEvery) * 1000;
     while (Date.now() - started < seconds * 1000) {
       samples.push({ t: (Date.now() - started) / 1000, ...(await page.evaluate(sample)) });
+      if (switchEvery && Date.now() - switched >= switchEvery * 1000) {
+        switched = Date.now();
+        samples[samples.length - 1].asked = await page.evaluate(nextLevel);
+      }
       await page.waitForTimeout(250);
     }
     results.push({ url, samples, console: console_.slice(-50) });
