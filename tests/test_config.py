@@ -12,6 +12,7 @@ from golive.config import (
     HlsConfig,
     HttpConfig,
     IngestConfig,
+    TranscodeConfig,
     load_config,
 )
 
@@ -146,5 +147,36 @@ grace_period = 30
     ("[hls]\ngrace_period = -1\n", "grace_period"),
 ])
 def test_invalid_hls_settings(tmp_path: Path, text: str, mentions: str) -> None:
+    with pytest.raises(ConfigError, match=mentions):
+        load_config(write(tmp_path, text))
+
+
+def test_transcode_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[transcode]
+ladder = ["480p@1200k", "320x180@150k"]
+passthrough = false
+workers = 3
+preset = "faster"
+lookahead = 10
+"""))
+    assert config.transcode == TranscodeConfig(
+        ladder=("480p@1200k", "320x180@150k"), passthrough=False, workers=3, preset="faster",
+        lookahead=10)
+    assert TranscodeConfig().enabled  # a ladder by default
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ('[transcode]\nladder = ["480p"]\n', "480p@1200k"),
+    ("[transcode]\nladder = [480]\n", "string"),
+    ('[transcode]\nladder = "480p@1200k"\n', "ladder"),
+    ('[transcode]\npreset = "quick"\n', "preset"),
+    ('[transcode]\nprofile = "high10"\n', "profile"),
+    ("[transcode]\nbframes = 17\n", "bframes"),
+    ("[transcode]\nlookahead = -1\n", "lookahead"),
+    ("[transcode]\nworkers = -1\n", "workers"),
+    ("[transcode]\nrungs = 3\n", "rungs"),
+])
+def test_invalid_transcode_settings(tmp_path: Path, text: str, mentions: str) -> None:
     with pytest.raises(ConfigError, match=mentions):
         load_config(write(tmp_path, text))
