@@ -51,7 +51,8 @@ async def streams(request: web.Request) -> web.Response:
                     "codecs": list(rendition.codecs),
                     "resolution": list(rendition.resolution) if rendition.resolution else None,
                     "bandwidth": peak, "average_bandwidth": average,
-                    "segments": len(rendition.segments), "last_msn": rendition.last_msn})
+                    "segments": len(rendition.segments), "last_msn": rendition.last_msn,
+                    "transcode": broadcast.rung_status(name)})
         body.append({
             "name": stream.name,
             "playlist": f"/live/{stream.name}/index.m3u8",

@@ -515,6 +515,17 @@ class Broadcast:
     def has_media(self) -> bool:
         return any(r.has_media for r in self.renditions.values())
 
+    def rung_status(self, name: str) -> dict[str, object] | None:
+        """For the API: a transcoded rendition's state (None for the source, TS)."""
+        if name not in self.rungs:
+            return None
+        stats = self._ladder.session.stats if self._ladder is not None else None
+        rung = stats.rungs.get(name) if stats is not None else None
+        speed = (round(rung.media_seconds / rung.busy_seconds, 2)
+                 if rung is not None and rung.busy_seconds else None)
+        return {"shed": name in self._shed, "encode_speed": speed,
+                "frames_out": rung.frames_out if rung is not None else 0}
+
     @property
     def variants(self) -> list[Rendition]:
         """The renditions the master playlist offers, best first."""

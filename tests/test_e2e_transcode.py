@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import secrets
 from pathlib import Path
@@ -125,7 +126,6 @@ async def test_rungs_decode_at_their_size_with_aligned_idrs_and_segments(
         starts = _segment_starts(server, name)
         assert starts == source_starts[:len(starts)], name
         assert keys == starts, name
-    await publisher.close()
 
     # The workers report once a second: the counters catch up with what was listed.
     for _ in range(50):
@@ -138,6 +138,14 @@ async def test_rungs_decode_at_their_size_with_aligned_idrs_and_segments(
     else:
         raise AssertionError(f"frames out per rung: {encoded}")
     assert metrics.get("golive_transcode_renditions", stream=NAME) == 2
+    status, text = await http_get(server.http_port, "/api/streams")
+    [stream] = json.loads(text)["streams"]
+    states = {r["name"]: r["transcode"] for r in stream["renditions"]}
+    assert states["source"] is None
+    for name in ("240p", "180p"):
+        assert states[name]["shed"] is False and states[name]["frames_out"] >= 150
+        assert states[name]["encode_speed"] > 0
+    await publisher.close()
 
 
 async def test_a_crashed_worker_costs_the_rungs_a_gap_not_their_alignment(
