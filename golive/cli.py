@@ -188,6 +188,13 @@ def _banner(server: Server, generated_key: str | None) -> None:
         lines.append(f"  Stream Key:  the secret you configured for: {names}")
     if ingest.webhook_url:
         lines.append(f"  Publish auth: webhook {ingest.webhook_url}")
+    transcode = server.config.transcode
+    if not transcode.enabled:
+        ladder = "off (--no-transcode): viewers get the source only"
+    elif transcode.ladder:
+        ladder = ", ".join(transcode.ladder) + " (rungs smaller than the source)"
+    else:
+        ladder = "from each source, after Apple's ladder (720p: 540p, 360p, 234p)"
     lines += [
         "",
         f"Live streams:  {http}/api/streams",
@@ -200,4 +207,5 @@ def _banner(server: Server, generated_key: str | None) -> None:
                         f"HLS playlist:  {http}/live/{name}/index.m3u8"]
     else:
         lines.insert(-3, f"Watch:         {http}/  (lists the live streams)")
+    lines.insert(-1, f"Transcoding:   {ladder}")
     click.echo("\n".join(lines))

@@ -694,9 +694,10 @@ async def test_golive_serve_process() -> None:
                     return line.split("Stream Key:", 1)[1].strip()
 
         key = await asyncio.wait_for(read_banner(), 20)
-        while not banner[-1].startswith("Metrics:"):
+        while not banner[-1].startswith("Transcoding:"):
             banner.append((await asyncio.wait_for(process.stdout.readline(), 5)).decode())
         text = "".join(banner)
+        assert "Transcoding:   from each source, after Apple's ladder" in text
         assert f"Server:      rtmp://127.0.0.1:{rtmp_port}/live" in text
         assert key and " " not in key
         assert f"Watch:         http://127.0.0.1:{http_port}/watch/main" in text
