@@ -97,6 +97,11 @@ def main() -> None:
                    "ladder: 720p -> 540p, 360p, 234p]")
 @click.option("--no-passthrough", "no_passthrough", is_flag=True, default=None,
               help="Re-encode the source's size too, instead of offering it as it came.")
+@click.option("--long-gop", type=click.Choice(["source", "reencode"]), default=None,
+              help="A source whose keyframes are further apart than the segment target: "
+                   "offer it with segments cut between keyframes (source), or re-encode its "
+                   "size with IDRs at every cut and offer that instead (reencode; costs a "
+                   "full-size encode).  [default: source]")
 @click.option("--transcode-workers", type=click.IntRange(0), default=None,
               help="Transcode worker processes; 0: one per CPU core.  [default: 0]")
 @click.option("--x264-preset", type=click.Choice(X264_PRESETS), default=None,
@@ -111,7 +116,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           classic: bool | None, store_dir: str | None, record_dir: str | None,
           mpegts: bool | None, grace_period: float | None, no_transcode: bool | None,
           ladder: tuple[str, ...], no_passthrough: bool | None,
-          transcode_workers: int | None, x264_preset: str | None,
+          long_gop: str | None, transcode_workers: int | None, x264_preset: str | None,
           log_level: str | None) -> None:
     """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
     unless --store-dir is given)."""
@@ -136,6 +141,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
             transcode={"enabled": False if no_transcode else None,
                        "ladder": ladder or None,
                        "passthrough": False if no_passthrough else None,
+                       "long_gop": long_gop,
                        "workers": transcode_workers, "preset": x264_preset},
         )
     except ConfigError as exc:

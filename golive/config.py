@@ -112,6 +112,10 @@ class TranscodeConfig:
     # (Apple's H.264 ladder below the source's size and bitrate, see transcode/ladder.py)
     ladder: tuple[str, ...] = ()
     passthrough: bool = True  # offer the source as it came; False: re-encode it too
+    # When the source's keyframes are further apart than segments may be long: "source"
+    # offers it anyway, its segments cut between keyframes (the rungs get IDRs there);
+    # "reencode" re-encodes its size as a rung and offers that instead, from then on.
+    long_gop: str = "source"
     workers: int = 0  # transcode worker processes; 0: one per CPU core
     preset: str = "veryfast"  # libx264 preset of every rung
     profile: str = "high"
@@ -130,6 +134,12 @@ class TranscodeConfig:
                 parse_rung(text)
             except LadderError as exc:
                 raise ConfigError(f"transcode.ladder: {exc}") from exc
+        names = [parse_rung(text).name for text in self.ladder]
+        if len(set(names)) != len(names):  # a rendition is named by its short side
+            raise ConfigError(f"transcode.ladder: two rungs of the same size ({', '.join(names)})")
+        if self.long_gop not in ("source", "reencode"):
+            raise ConfigError(f"transcode.long_gop must be source or reencode, "
+                              f"got {self.long_gop!r}")
         if self.preset not in X264_PRESETS:
             raise ConfigError(f"transcode.preset must be one of {', '.join(X264_PRESETS)}, "
                               f"got {self.preset!r}")

@@ -33,6 +33,7 @@ from golive.packager.rendition import Rendition, SegmentRecord
 from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, TimelineConfig
 from golive.packager.ts_output import TsOutput
+from golive.transcode.ladder import Rung
 from golive.transcode.pool import SessionCallbacks, TranscodeSession
 from golive.transcode.service import Transcoder
 
@@ -72,8 +73,11 @@ class Broadcast:
                 first_sequence=first_sequence, extension="ts")
             self.ts = TsOutput(name, self.renditions[TS])
         self.transcoder = transcoder
-        self.rungs: dict[str, Lane] = {}  # transcoded renditions, largest first
-        self._ladder: _LadderFeed | None = None
+        self.rungs: dict[str, Lane] = {}  # transcoded renditions
+        self._rung_sizes: dict[str, int] = {}  # their short sides, to list the largest first
+        self._ladders: list[_LadderFeed] = []  # this publication's transcode sessions
+        # The session re-encoding the source's size, standing in for it (long GOPs).
+        self._reencoded: _LadderFeed | None = None
         self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
         self._source_starts: dict[int, int] = {}  # PTS a source segment starts at -> number
         self._shed: set[str] = set()  # rungs the transcoder does not encode now (load)
@@ -243,10 +247,10 @@ class Broadcast:
         if last is not None:
             self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
                 max(0, unit.dts - last) / 1000)
-        ladder = self._ladder
-        if ladder is not None:
+        if self._ladders:
             if unit.kind is TrackKind.VIDEO:
-                ladder.session.push(unit, cut)
+                for ladder in self._ladders:
+                    ladder.session.push(unit, cut)
             else:
                 self._recent_audio.append(unit)
                 for lane in self.rungs.values():
@@ -263,6 +267,9 @@ class Broadcast:
     def _listed(self, part: Part) -> None:
         """A source part is listed: what follows the source rendition follows it."""
         source = self.source
+        if part.forced and part.first_in_segment and self.transcoder is not None and (
+                self.transcoder.reencode_long_gops):
+            self._reencode_source()
         if part.forced and part.first_in_segment and not self._warned_keyframes:
             self._warned_keyframes = True
             log.warning(
@@ -293,6 +300,7 @@ class Broadcast:
         self._stop_ladder(drain=False)
         self._recent_audio.clear()
         self._shed.clear()
+        self._reencoded = None
         if self.transcoder is None or video is None:
             return
         metadata = self.stream.metadata if self.stream is not None else {}
@@ -301,6 +309,12 @@ class Broadcast:
             log.info("stream %s: %dx%d is too small for any rung of the ladder", self.name,
                      video.width, video.height)
             return
+        self._open_ladder(video, audio, rungs, from_idr=False)
+
+    def _open_ladder(self, video: Track, audio: Track | None, rungs: tuple[Rung, ...], *,
+                     from_idr: bool) -> _LadderFeed:
+        """A transcode session for these rungs, with a lane (and a playlist) for each."""
+        assert self.transcoder is not None
         for rung in rungs:
             if rung.name not in self.rungs:
                 rendition = self._rendition(rung.name, self.source.next_sequence)
@@ -309,28 +323,46 @@ class Broadcast:
                             keyframes_are_cuts=True)
                 lane.before_segment = functools.partial(self._align, rendition)
                 self.rungs[rung.name] = lane
+                self._rung_sizes[rung.name] = rung.short_side
         fmp4 = [r for n, r in self.renditions.items() if n != TS]
         for rendition in fmp4:
             rendition.others = [other for other in fmp4 if other is not rendition]
-        self._ladder = _LadderFeed(self, audio)
-        self._ladder.session = self.transcoder.open(self.name, video, rungs,
-                                                    self._ladder.callbacks())
+        ladder = _LadderFeed(self, audio, tuple(r.name for r in rungs))
+        ladder.session = self.transcoder.open(self.name, video, rungs, ladder.callbacks(),
+                                              from_idr=from_idr)
+        self._ladders.append(ladder)
         log.info("stream %s: transcoding to %s", self.name, ", ".join(
             f"{r.name} ({'x'.join(map(str, r.size_for(video.width, video.height)))} "
             f"{r.bitrate // 1000} kb/s)" for r in rungs))
+        return ladder
+
+    def _reencode_source(self) -> None:
+        """The source's keyframes are too far apart for its segments to start with one:
+        from its next keyframe on, its size is re-encoded with IDRs at every cut, and the
+        master playlist offers that instead of the source."""
+        video = self._tracks.get(TrackKind.VIDEO)
+        if (self.transcoder is None or self._reencoded is not None or video is None
+                or not self.transcoder.transcodable(video)):
+            return
+        metadata = self.stream.metadata if self.stream is not None else {}
+        top = self.transcoder.top_rung(video, metadata)
+        log.warning("stream %s: re-encoding the source's %dx%d as rung %s (long_gop = "
+                    "reencode), offered instead of the source", self.name, video.width,
+                    video.height, top.name)
+        self._reencoded = self._open_ladder(video, self._tracks.get(TrackKind.AUDIO), (top,),
+                                            from_idr=True)
 
     def _stop_ladder(self, *, drain: bool) -> None:
-        """No more source units for the ladder. Draining: the rungs' last frames still come
+        """No more source units for the ladders. Draining: the rungs' last frames still come
         (then `_rungs_done`); otherwise the rungs end here."""
-        ladder, self._ladder = self._ladder, None
-        if ladder is None:
-            return
-        ladder.session.close()
-        if drain:
-            ladder.draining = True
-        else:
-            ladder.active = False
-            self._rungs_done()
+        ladders, self._ladders = self._ladders, []
+        for ladder in ladders:
+            ladder.session.close()
+            if drain:
+                ladder.draining = True
+            else:
+                ladder.active = False
+                self._rungs_done(ladder.rungs)
 
     def _fill_gaps(self, rendition: Rendition, sequence: int) -> dict[int, SegmentRecord]:
         """List the source's segments before `sequence` that the rung lacks as gaps; the
@@ -422,21 +454,24 @@ class Broadcast:
                 lane.rendition.mark_discontinuity()
                 self.metrics.discontinuities.labels(self.name, f"transcoder restart {name}").inc()
 
-    def _rungs_done(self) -> None:
-        for lane in self.rungs.values():
-            lane.flush()
-            lane.close()
+    def _rungs_done(self, names: tuple[str, ...] | None = None) -> None:
+        for name, lane in self.rungs.items():
+            if names is None or name in names:
+                lane.flush()
+                lane.close()
         self._write_playlists()
 
-    def transcoder_failed(self, reason: str) -> None:
-        """The ladder cannot run for this source: the source rendition carries on alone."""
-        if self._ladder is not None and not self._ladder.active:
-            self._ladder = None
+    def transcoder_failed(self, ladder: _LadderFeed, reason: str) -> None:
+        """A ladder cannot run for this source: the source rendition carries on."""
+        if ladder in self._ladders:
+            self._ladders.remove(ladder)
         if self.transcoder is not None:
             self.transcoder.metrics.failures.labels(self.name).inc()
-        log.error("stream %s: no transcoded renditions for this publication: %s", self.name,
-                  reason)
-        self._rungs_done()
+        log.error("stream %s: no %s for this publication: %s", self.name,
+                  ", ".join(ladder.rungs), reason)
+        if ladder is self._reencoded:  # the source is offered again
+            self._reencoded = None
+        self._rungs_done(ladder.rungs)
 
     def _record(self, action: Callable[[Recorder], None]) -> None:
         """Recording must never stop the live stream: a failure (disk full) ends it."""
@@ -519,7 +554,8 @@ class Broadcast:
         """For the API: a transcoded rendition's state (None for the source, TS)."""
         if name not in self.rungs:
             return None
-        stats = self._ladder.session.stats if self._ladder is not None else None
+        ladder = next((ladder for ladder in self._ladders if name in ladder.rungs), None)
+        stats = ladder.session.stats if ladder is not None else None
         rung = stats.rungs.get(name) if stats is not None else None
         speed = (round(rung.media_seconds / rung.busy_seconds, 2)
                  if rung is not None and rung.busy_seconds else None)
@@ -529,9 +565,10 @@ class Broadcast:
     @property
     def variants(self) -> list[Rendition]:
         """The renditions the master playlist offers, best first."""
-        offered = [] if self.transcoder is not None and not self.transcoder.passthrough else [
-            self.source]
-        return offered + [lane.rendition for lane in self.rungs.values()]
+        stand_in = self.transcoder is not None and not self.transcoder.passthrough
+        offered = [] if stand_in or self._reencoded is not None else [self.source]
+        rungs = sorted(self.rungs, key=lambda name: self._rung_sizes[name], reverse=True)
+        return offered + [self.rungs[name].rendition for name in rungs]
 
     def master_text(self) -> str:
         versions = tuple(r.version for r in self.renditions.values())
@@ -562,9 +599,11 @@ class _LadderFeed:
     """What one transcode session's output goes to: the broadcast's rung lanes, while this
     session is the broadcast's current one (or draining after its publisher left)."""
 
-    def __init__(self, broadcast: Broadcast, audio: Track | None) -> None:
+    def __init__(self, broadcast: Broadcast, audio: Track | None,
+                 rungs: tuple[str, ...]) -> None:
         self.broadcast = broadcast
         self.audio = audio  # the source's audio, muxed into every rung
+        self.rungs = rungs
         self.session: TranscodeSession
         self.active = True
         self.draining = False
@@ -593,12 +632,12 @@ class _LadderFeed:
     def _stopped(self) -> None:
         if self.active and self.draining:
             self.active = False
-            self.broadcast._rungs_done()
+            self.broadcast._rungs_done(self.rungs)
 
     def _failed(self, reason: str) -> None:
         if self.active:
             self.active = False
-            self.broadcast.transcoder_failed(reason)
+            self.broadcast.transcoder_failed(self, reason)
 
 
 class PackagerService:

@@ -159,10 +159,11 @@ passthrough = false
 workers = 3
 preset = "faster"
 lookahead = 10
+long_gop = "reencode"
 """))
     assert config.transcode == TranscodeConfig(
         ladder=("480p@1200k", "320x180@150k"), passthrough=False, workers=3, preset="faster",
-        lookahead=10)
+        lookahead=10, long_gop="reencode")
     assert TranscodeConfig().enabled  # a ladder by default
 
 
@@ -176,6 +177,8 @@ lookahead = 10
     ("[transcode]\nlookahead = -1\n", "lookahead"),
     ("[transcode]\nworkers = -1\n", "workers"),
     ("[transcode]\nrungs = 3\n", "rungs"),
+    ('[transcode]\nlong_gop = "cut"\n', "long_gop"),
+    ('[transcode]\nladder = ["480p@1M", "854x480@2M"]\n', "same size"),
 ])
 def test_invalid_transcode_settings(tmp_path: Path, text: str, mentions: str) -> None:
     with pytest.raises(ConfigError, match=mentions):

@@ -243,3 +243,35 @@ async def test_a_ladder_behind_real_time_sheds_a_rung_and_ingest_flows_on(
     status, playlist = await http_get(server.http_port, f"/live/{NAME}/240p/index.m3u8")
     assert status == 200 and "#EXT-X-GAP" in playlist
     check_media_playlist(playlist)
+
+
+async def test_long_gops_get_a_reencoded_top_rung_in_place_of_the_source(
+        make_server: MakeServer, tmp_path: Path) -> None:
+    # Keyframes every 4 s, segments of 2 s: the source's segments must be cut between them.
+    server = await make_server(keys={KEY: NAME}, transcode=TranscodeConfig(
+        ladder=("180p@150k",), long_gop="reencode"))
+    publisher = await PyAvPublisher.start(
+        f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+        seconds=16, realtime=True, width=640, height=360, gop=100)
+    await eventually(lambda: server.packager.get(NAME) is not None
+                     and len(_segments(server, "360p")) >= 2, timeout=30,
+                     what="segments of the re-encoded source")
+    status, master = await http_get(server.http_port, f"/live/{NAME}/index.m3u8")
+    await publisher.finish(60)
+    assert status == 200
+    assert [uri for uri in master.splitlines() if uri.endswith(".m3u8")] == [
+        "360p/index.m3u8", "180p/index.m3u8"]  # the source is no longer offered
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in master
+    source = broadcast(server).source
+    assert not all(s.independent for s in source.segments)  # cut between keyframes
+    top = broadcast(server).renditions["360p"]
+    assert top.segments and all(s.independent for s in top.segments)
+    dates = {s.sequence: s.program_date_time for s in source.segments}
+    for segment in top.segments:  # aligned with the source it stands in for
+        if segment.sequence in dates and not segment.gap:
+            assert segment.program_date_time == dates[segment.sequence]
+    frames, keys = _decode(server, "360p")
+    assert {(f.width, f.height) for f in frames} == {(640, 360)}
+    assert keys == _listed_starts(server, "360p")  # an IDR at every segment start
+    metrics = await scrape(server)
+    assert metrics.get("golive_hls_forced_cuts_total", stream=NAME, rendition="source")

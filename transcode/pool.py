@@ -57,6 +57,7 @@ class TranscodeSession:
         self.closed = False
         self.dropped = 0  # units this side dropped because the worker was behind
         self._skipping = False
+        self._joining = False
         self.stats: PipelineStats | None = None
         self._reported: dict[str, tuple[int, float, float]] = {}
         self._worker_dropped = 0
@@ -71,6 +72,10 @@ class TranscodeSession:
         """A source video unit; `idr`: the packager starts a segment at it."""
         if self.closed:
             return
+        if self._joining:  # opened mid-stream: nothing is lost before its first IDR point
+            if not (idr and unit.keyframe):
+                return
+            self._joining = False
         if self._skipping:
             if not (idr and unit.keyframe):
                 self._lose(1)
@@ -275,12 +280,17 @@ class TranscodePool:
         return max(1, os.cpu_count() or 1)
 
     def open(self, stream: str, source: Track, rungs: tuple[Rung, ...],
-             callbacks: SessionCallbacks) -> TranscodeSession:
+             callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:
+        """`from_idr`: the stream is under way; the ladder starts at its next IDR point
+        (a source keyframe where a segment starts)."""
         worker = min(self.workers, key=lambda w: w.load)
         session = TranscodeSession(self, worker, stream, source, rungs, callbacks)
+        session._joining = from_idr
         worker.sessions[session.id] = session
         worker.send(("start", session.id, source, rungs, self.settings), 0)
-        self.metrics.renditions.labels(stream).set(len(rungs))
+        self.metrics.renditions.labels(stream).set(
+            sum(len(s.rungs) for w in self.workers for s in w.sessions.values()
+                if s.stream == stream))
         return session
 
     async def close(self) -> None:

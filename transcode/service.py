@@ -38,29 +38,44 @@ class Transcoder:
     def passthrough(self) -> bool:
         return self.config.passthrough
 
+    @property
+    def reencode_long_gops(self) -> bool:
+        return self.config.long_gop == "reencode"
+
     def rungs_for(self, video: Track, metadata: Mapping[str, Any]) -> tuple[Rung, ...]:
         """The ladder for this source (empty: nothing to transcode)."""
-        if video.codec not in DECODABLE or not video.width or not video.height:
+        if not self.transcodable(video):
             return ()
-        bitrate = 0
-        rate = metadata.get("videodatarate")  # kb/s, when the encoder says (OBS, FFmpeg)
-        if isinstance(rate, int | float) and rate > 0:
-            bitrate = round(rate * 1000)
-        rungs = ladder_for(self.ladder, video.width, video.height, bitrate)
+        rungs = ladder_for(self.ladder, video.width, video.height, _bitrate(metadata))
         if not self.passthrough:  # the source's size is re-encoded too
-            short = min(video.width, video.height)
-            apple = next((kbps for side, kbps in APPLE_H264 if side >= short), 7800) * 1000
-            top = Rung(short, min(apple, bitrate) if bitrate else apple,
-                       video.width, video.height)
-            rungs = (top, *rungs)
+            rungs = (self.top_rung(video, metadata), *rungs)
         return rungs
 
+    @staticmethod
+    def transcodable(video: Track) -> bool:
+        return video.codec in DECODABLE and bool(video.width and video.height)
+
+    @staticmethod
+    def top_rung(video: Track, metadata: Mapping[str, Any]) -> Rung:
+        """The source's own size, re-encoded: Apple's rate for that size, or the source's
+        announced rate when lower."""
+        short = min(video.width, video.height)
+        bitrate = _bitrate(metadata)
+        apple = next((kbps for side, kbps in APPLE_H264 if side >= short), 7800) * 1000
+        return Rung(short, min(apple, bitrate) if bitrate else apple, video.width, video.height)
+
     def open(self, stream: str, video: Track, rungs: tuple[Rung, ...],
-             callbacks: SessionCallbacks) -> TranscodeSession:
-        return self.pool.open(stream, video, rungs, callbacks)
+             callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:
+        return self.pool.open(stream, video, rungs, callbacks, from_idr=from_idr)
 
     def forget(self, stream: str, rungs: list[str]) -> None:
         self.metrics.forget(stream, rungs)
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def _bitrate(metadata: Mapping[str, Any]) -> int:
+    """The video bitrate the encoder announced (OBS, FFmpeg: kb/s), in b/s; 0 if none."""
+    rate = metadata.get("videodatarate")
+    return round(rate * 1000) if isinstance(rate, int | float) and rate > 0 else 0
