@@ -446,9 +446,10 @@ class Broadcast:
         if lane.rendition.version != version:
             self._write_playlists()
 
-    def _rungs_restarted(self) -> None:
-        """The transcode worker died: each rung goes on after a discontinuity."""
-        for name, lane in self.rungs.items():
+    def _rungs_restarted(self, names: tuple[str, ...]) -> None:
+        """Their transcode worker died: each of these rungs goes on after a discontinuity."""
+        for name in names:
+            lane = self.rungs[name]
             lane.flush()
             if lane.rendition.has_media:
                 lane.rendition.mark_discontinuity()
@@ -627,7 +628,7 @@ class _LadderFeed:
 
     def _restart(self) -> None:
         if self.active:
-            self.broadcast._rungs_restarted()
+            self.broadcast._rungs_restarted(self.rungs)
 
     def _stopped(self) -> None:
         if self.active and self.draining:
