@@ -127,14 +127,14 @@ class TranscodeConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ladder", tuple(self.ladder))
+        names = []
         for text in self.ladder:
             if not isinstance(text, str):
                 raise ConfigError(f"transcode.ladder: each rung is a string, got {text!r}")
             try:
-                parse_rung(text)
+                names.append(parse_rung(text).name)
             except LadderError as exc:
                 raise ConfigError(f"transcode.ladder: {exc}") from exc
-        names = [parse_rung(text).name for text in self.ladder]
         if len(set(names)) != len(names):  # a rendition is named by its short side
             raise ConfigError(f"transcode.ladder: two rungs of the same size ({', '.join(names)})")
         if self.long_gop not in ("source", "reencode"):

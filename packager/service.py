@@ -91,6 +91,8 @@ class Broadcast:
         self._timer: asyncio.TimerHandle | None = None
         self._on_expired = on_expired
         self._master: tuple[tuple[int, ...], str] | None = None
+        self._written: dict[str, int] = {}  # rendition -> version last written to the store
+        self._written_master = ""
         self.newest_ingest_ms: int | None = None
         self._warned_keyframes = False
         self._closed = False
@@ -491,9 +493,16 @@ class Broadcast:
         not need them: the origin renders playlists on request."""
         if not self.store.holds_playlists:
             return
+        # Only what changed since the last write: with a ladder, one rendition's new part
+        # would otherwise rewrite every playlist.
         for name, rendition in self.renditions.items():
-            self.store.put(f"{self.name}/{name}/index.m3u8", rendition.text().encode())
-        self.store.put(f"{self.name}/index.m3u8", self.master_text().encode())
+            if self._written.get(name) != rendition.version:
+                self._written[name] = rendition.version
+                self.store.put(f"{self.name}/{name}/index.m3u8", rendition.text().encode())
+        master = self.master_text()
+        if master != self._written_master:
+            self._written_master = master
+            self.store.put(f"{self.name}/index.m3u8", master.encode())
 
     def _publication_ended(self) -> None:
         self.live = False

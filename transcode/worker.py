@@ -106,11 +106,11 @@ class _StreamJob:
             while True:
                 try:
                     item = self.queue.get(timeout=STATS_INTERVAL)
-                except queue.Empty:
-                    item = ()
-                if item is None:
-                    break
-                if item:
+                except queue.Empty:  # idle: still judge the load and report
+                    pass
+                else:
+                    if item is None:
+                        break
                     pipeline.push(*item)
                     media = item[0].pts / 1000
                 now = time.monotonic()
