@@ -124,6 +124,11 @@ class TranscodeConfig:
     sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
     lookahead: int = 0  # libx264 rc-lookahead frames: each one is a frame of rung delay
     x264_params: str = ""  # extra libx264 settings, key=value:key=value
+    # "aac": audio other than AAC (Opus, MP3, Speex, G.711, ...) is transcoded to AAC once,
+    # for every rendition, even with the ladder off; "source": passed through where fMP4
+    # can carry it (Opus), else left out.
+    audio: str = "aac"
+    audio_bitrate: int = 0  # b/s of that AAC; 0: 64 kb/s per channel (128 kb/s stereo)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ladder", tuple(self.ladder))
@@ -140,6 +145,11 @@ class TranscodeConfig:
         if self.long_gop not in ("source", "reencode"):
             raise ConfigError(f"transcode.long_gop must be source or reencode, "
                               f"got {self.long_gop!r}")
+        if self.audio not in ("aac", "source"):
+            raise ConfigError(f"transcode.audio must be aac or source, got {self.audio!r}")
+        if not (self.audio_bitrate == 0 or 16_000 <= self.audio_bitrate <= 512_000):
+            raise ConfigError("transcode.audio_bitrate must be 0 (automatic) or "
+                              "16000-512000 b/s")
         if self.preset not in X264_PRESETS:
             raise ConfigError(f"transcode.preset must be one of {', '.join(X264_PRESETS)}, "
                               f"got {self.preset!r}")

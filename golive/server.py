@@ -19,6 +19,7 @@ from golive.origin.app import build_app
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
 from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive")
@@ -38,8 +39,10 @@ class Server:
                              else MemoryStore())
         self.transcoder = (Transcoder(config.transcode, self.registry)
                            if config.transcode.enabled else None)
+        audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)
+                 if config.transcode.audio == "aac" else None)
         self.packager = PackagerService(config.hls, self.hub, self.store,
-                                        PackagerMetrics(self.registry), self.transcoder)
+                                        PackagerMetrics(self.registry), self.transcoder, audio)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port

@@ -33,6 +33,7 @@ from golive.packager.rendition import Rendition, SegmentRecord
 from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, TimelineConfig
 from golive.packager.ts_output import TsOutput
+from golive.transcode.audio import AudioToAac, AudioTranscodeError, AudioTranscoder
 from golive.transcode.ladder import Rung
 from golive.transcode.pool import SessionCallbacks, TranscodeSession
 from golive.transcode.service import Transcoder
@@ -55,7 +56,8 @@ class Broadcast:
     def __init__(self, name: str, config: HlsConfig, store: Store, metrics: PackagerMetrics,
                  first_sequence: int = 0,
                  on_expired: Callable[[Broadcast], None] | None = None,
-                 transcoder: Transcoder | None = None) -> None:
+                 transcoder: Transcoder | None = None,
+                 audio: AudioToAac | None = None) -> None:
         self.name = name
         self.config = config
         self.store = store
@@ -73,6 +75,8 @@ class Broadcast:
                 first_sequence=first_sequence, extension="ts")
             self.ts = TsOutput(name, self.renditions[TS])
         self.transcoder = transcoder
+        self.audio = audio  # transcodes audio other than AAC (None: passed through)
+        self._aac: AudioTranscoder | None = None  # this publication's, while it runs
         self.rungs: dict[str, Lane] = {}  # transcoded renditions
         self._rung_sizes: dict[str, int] = {}  # their short sides, to list the largest first
         self._ladders: list[_LadderFeed] = []  # this publication's transcode sessions
@@ -86,7 +90,7 @@ class Broadcast:
         self.ended = False
         self.publications = 0
         self.stream: LiveStream | None = None
-        self._tracks: dict[TrackKind, Track] = {}
+        self._tracks: dict[TrackKind, Track] = {}  # the source's tracks being packaged
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._on_expired = on_expired
@@ -161,14 +165,19 @@ class Broadcast:
             log.exception("stream %s: packaging failed; the playlists end here", self.name)
         finally:
             if not self._closed:  # when shutting down, nothing more is listed
-                self._finish(stream, tracks, pending, reconnect)
+                await self._finish(stream, tracks, pending, reconnect)
 
-    def _finish(self, stream: LiveStream, tracks: dict[TrackKind, Track],
-                pending: list[MediaUnit], reconnect: bool) -> None:
+    async def _finish(self, stream: LiveStream, tracks: dict[TrackKind, Track],
+                      pending: list[MediaUnit], reconnect: bool) -> None:
         if not self.lane.started and pending and tracks:
             self._start(tracks, discontinuity=reconnect)
             for unit in pending:
                 self._feed(unit)
+        if self._aac is not None:  # its last frames belong to this publication's segments
+            await self._aac.drain()
+            self._close_aac()
+        if self._closed:
+            return
         self._flush()
         self._stop_ladder(drain=True)
         self.lane.close()  # the next publication starts from its own tracks
@@ -194,12 +203,38 @@ class Broadcast:
         return pending[-1].dts - pending[0].dts >= SETTLE_MS
 
     def _packaged(self, tracks: dict[TrackKind, Track]) -> dict[TrackKind, Track]:
+        """The source tracks this broadcast takes: as they are, or audio through AAC."""
         packaged = {}
         for kind, track in tracks.items():
             allowed = PACKAGEABLE_VIDEO if kind is TrackKind.VIDEO else PACKAGEABLE_AUDIO
-            if track.codec in allowed:
+            if track.codec in allowed or (self.audio is not None and self.audio.wants(track)):
                 packaged[kind] = track
         return packaged
+
+    def _open_aac(self, audio: Track | None) -> Track | None:
+        """The audio track every rendition carries: the source's, or the AAC it is
+        transcoded to (one transcoder per publication, kept across a video codec change).
+        None when there is none to carry."""
+        if audio is None or self.audio is None or not self.audio.wants(audio):
+            self._close_aac()
+            return audio
+        if self._aac is not None and self._aac.core.source == audio:
+            return self._aac.track
+        self._close_aac()
+        try:
+            self._aac = self.audio.open(self.name, audio, self._aac_unit)
+        except AudioTranscodeError as exc:
+            log.warning("stream %s: %s audio cannot be transcoded to AAC (%s)", self.name,
+                        audio.codec, exc)
+            return audio if audio.codec in PACKAGEABLE_AUDIO else None
+        log.info("stream %s: %s audio is transcoded to AAC at %d kb/s for every rendition",
+                 self.name, audio.codec, self._aac.core.bitrate // 1000)
+        return self._aac.track
+
+    def _close_aac(self) -> None:
+        if self._aac is not None:
+            self._aac.close()
+            self._aac = None
 
     def _start(self, tracks: dict[TrackKind, Track], *, discontinuity: bool) -> None:
         packaged = self._packaged(tracks)
@@ -209,12 +244,18 @@ class Broadcast:
                             self.name, kind.value, track.codec, ", ".join(sorted(
                                 PACKAGEABLE_VIDEO if kind is TrackKind.VIDEO
                                 else PACKAGEABLE_AUDIO)))
+        output = dict(packaged)  # what the renditions carry
+        audio = self._open_aac(packaged.get(TrackKind.AUDIO))
+        if audio is not None:
+            output[TrackKind.AUDIO] = audio
+        elif TrackKind.AUDIO in packaged:
+            del packaged[TrackKind.AUDIO], output[TrackKind.AUDIO]
         if not packaged:
             log.warning("stream %s: no track can be packaged; nothing will play", self.name)
             self._unpackageable = True
             return
         try:
-            self.lane.start(packaged, discontinuity=discontinuity)
+            self.lane.start(output, discontinuity=discontinuity)
         except (ValueError, av.FFmpegError) as exc:
             log.warning("stream %s: cannot package these tracks: %s", self.name, exc)
             self._unpackageable = True
@@ -225,12 +266,12 @@ class Broadcast:
         inits = self.lane.inits
         self._record(lambda recorder: recorder.set_init(inits, muxer.init_segment))
         if self.ts is not None:
-            self.ts.start(list(packaged.values()))
+            self.ts.start(list(output.values()))
         log.info("stream %s: packaging %s as fMP4 HLS%s", self.name,
                  " + ".join(f"{t.kind.value} {t.codec_string or t.codec}"
-                            for t in packaged.values()),
+                            for t in output.values()),
                  " with LL-HLS parts" if self.config.low_latency else "")
-        self._start_ladder(tracks.get(TrackKind.VIDEO), packaged.get(TrackKind.AUDIO))
+        self._start_ladder(tracks.get(TrackKind.VIDEO), output.get(TrackKind.AUDIO))
 
     def _restart(self, tracks: dict[TrackKind, Track], cause: str) -> None:
         """The codec configuration changed mid-stream: new init segment, discontinuity."""
@@ -242,6 +283,17 @@ class Broadcast:
     def _feed(self, unit: MediaUnit) -> None:
         if unit.kind not in self._tracks:
             return
+        if unit.kind is TrackKind.AUDIO and self._aac is not None:
+            self._aac.push(unit)  # its AAC comes back to `_aac_unit`
+            return
+        self._package(unit)
+
+    def _aac_unit(self, unit: MediaUnit) -> None:
+        if self.lane.started and not self.ended:
+            self._package(unit)
+
+    def _package(self, unit: MediaUnit) -> None:
+        """A unit of what the renditions carry: into the source lane, the ladders, the rungs."""
         self.newest_ingest_ms = unit.dts
         version = self.source.version
         cut = self.lane.push(unit, self._listed)
@@ -351,7 +403,7 @@ class Broadcast:
         log.warning("stream %s: re-encoding the source's %dx%d as rung %s (long_gop = "
                     "reencode), offered instead of the source", self.name, video.width,
                     video.height, top.name)
-        self._reencoded = self._open_ladder(video, self._tracks.get(TrackKind.AUDIO), (top,),
+        self._reencoded = self._open_ladder(video, self.lane.tracks.get(TrackKind.AUDIO), (top,),
                                             from_idr=True)
 
     def _stop_ladder(self, *, drain: bool) -> None:
@@ -538,6 +590,7 @@ class Broadcast:
         if self._task is not None:
             self._task.cancel()
         self._stop_ladder(drain=False)
+        self._close_aac()
         lanes = [self.lane, *self.rungs.values()]
         inits = {lane.rendition.name: lane.inits for lane in lanes}
         for lane in lanes:
@@ -553,6 +606,8 @@ class Broadcast:
         self.metrics.forget(self.name, list(self.renditions))
         if self.transcoder is not None:
             self.transcoder.forget(self.name, list(self.rungs))
+        if self.audio is not None:
+            self.audio.forget(self.name)
 
     # -- for the origin ---------------------------------------------------------------------
 
@@ -654,9 +709,11 @@ class PackagerService:
     """Creates a `Broadcast` for every stream the hub starts."""
 
     def __init__(self, config: HlsConfig, hub: Hub, store: Store,
-                 metrics: PackagerMetrics, transcoder: Transcoder | None = None) -> None:
+                 metrics: PackagerMetrics, transcoder: Transcoder | None = None,
+                 audio: AudioToAac | None = None) -> None:
         self.config = config
         self.transcoder = transcoder
+        self.audio = audio
         self.store = store
         self.metrics = metrics
         self.broadcasts: dict[str, Broadcast] = {}
@@ -683,7 +740,7 @@ class PackagerService:
         if broadcast is None:
             broadcast = Broadcast(stream.name, self.config, self.store, self.metrics,
                                   first_sequence=next_sequence, on_expired=self._expired,
-                                  transcoder=self.transcoder)
+                                  transcoder=self.transcoder, audio=self.audio)
             self.broadcasts[stream.name] = broadcast
             self.metrics.broadcasts.set(len(self.broadcasts))
         broadcast.attach(stream)

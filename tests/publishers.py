@@ -141,10 +141,12 @@ class Encoded:
 
 def encode_av(container: Any, *, seconds: float, width: int, height: int,
               on_packet: Callable[[], None] | None = None, realtime: bool = False,
-              gop: int = FPS) -> Encoded:
+              gop: int = FPS, audio_codec: str = "aac", sample_rate: int = SAMPLE_RATE,
+              layout: str = "stereo") -> Encoded:
     """Encode `seconds` of a moving picture (libx264, 25 fps, GOP 25, B-frames so that PTS and
-    DTS differ) and a 440 Hz tone (AAC 48 kHz stereo) into `container`, muxing as we go.
-    `realtime` paces the frames at 25 per second of wall-clock time, like a live encoder."""
+    DTS differ) and a 440 Hz tone (AAC 48 kHz stereo unless told otherwise) into `container`,
+    muxing as we go. `realtime` paces the frames at 25 per second of wall-clock time, like a
+    live encoder."""
     video = container.add_stream("libx264", rate=FPS)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     # superfast keeps B-frames (ultrafast drops them): composition times get exercised.
@@ -152,7 +154,11 @@ def encode_av(container: Any, *, seconds: float, width: int, height: int,
     if realtime:  # a live encoder hands each frame over at once (no lookahead delay)
         video.options["tune"] = "zerolatency"
     started = time.monotonic()
-    audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
+    audio = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+    audio_frame = audio.codec_context.frame_size or AAC_FRAME
+    audio_format = audio.codec_context.format.name
+    channels = audio.codec_context.layout.nb_channels
+    convert = av.AudioResampler(format=audio_format, layout=layout, rate=sample_rate)
     encoded = Encoded(width, height)
     y, x = np.mgrid[0:height, 0:width]
     frames = round(seconds * FPS)
@@ -172,14 +178,17 @@ def encode_av(container: Any, *, seconds: float, width: int, height: int,
         frame = av.VideoFrame.from_ndarray(picture.astype(np.uint8), format="rgb24")
         frame.pts, frame.time_base = i, Fraction(1, FPS)
         mux(video.encode(frame), encoded.video)
-        while samples < (i + 1) * SAMPLE_RATE // FPS:
-            t = (np.arange(AAC_FRAME) + samples) / SAMPLE_RATE
+        while samples < (i + 1) * sample_rate // FPS:
+            t = (np.arange(audio_frame) + samples) / sample_rate
             tone = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-            pcm = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp",
-                                             layout="stereo")
-            pcm.sample_rate, pcm.pts, pcm.time_base = SAMPLE_RATE, samples, Fraction(
-                1, SAMPLE_RATE)
-            samples += AAC_FRAME
+            pcm = av.AudioFrame.from_ndarray(np.stack([tone] * channels), format="fltp",
+                                             layout=layout)
+            pcm.sample_rate = sample_rate
+            if audio_format != "fltp":
+                [pcm] = convert.resample(pcm)
+            pcm.sample_rate, pcm.pts, pcm.time_base = sample_rate, samples, Fraction(
+                1, sample_rate)
+            samples += audio_frame
             mux(audio.encode(pcm), encoded.audio)
     mux(video.encode(None), encoded.video)
     mux(audio.encode(None), encoded.audio)
@@ -218,7 +227,7 @@ def encode_clip(seconds: float = 2.0, width: int = 320, height: int = 240) -> Cl
 
 def publish_pyav(url: str, *, seconds: float = 4.0, width: int = 320, height: int = 240,
                  before_close: Callable[[], None] | None = None, realtime: bool = False,
-                 gop: int = FPS) -> Encoded:
+                 gop: int = FPS, **audio: Any) -> Encoded:
     """Publish with PyAV (libavformat's RTMP client) at full speed; blocking.
 
     `before_close` runs once everything is encoded and muxed, with the connection still up.
@@ -227,7 +236,7 @@ def publish_pyav(url: str, *, seconds: float = 4.0, width: int = 320, height: in
     container = av.open(url, "w", format="flv")
     try:
         encoded = encode_av(container, seconds=seconds, width=width, height=height,
-                            realtime=realtime, gop=gop)
+                            realtime=realtime, gop=gop, **audio)
         if before_close is not None:
             before_close()
     finally:
@@ -276,9 +285,11 @@ class PyAvPublisher:
     @classmethod
     async def start(cls, url: str, out: Path, *, seconds: float = 4.0, width: int = 320,
                     height: int = 240, hold: bool = False, realtime: bool = False,
-                    gop: int = FPS) -> PyAvPublisher:
+                    gop: int = FPS, audio_codec: str = "aac",
+                    sample_rate: int = SAMPLE_RATE) -> PyAvPublisher:
         args = [sys.executable, __file__, url, "--out", str(out), "--seconds", str(seconds),
-                "--size", f"{width}x{height}", "--gop", str(gop)]
+                "--size", f"{width}x{height}", "--gop", str(gop), "--audio-codec", audio_codec,
+                "--sample-rate", str(sample_rate)]
         if realtime:
             args.append("--realtime")
         process = await asyncio.create_subprocess_exec(
@@ -325,6 +336,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--realtime", action="store_true")
     parser.add_argument("--gop", type=int, default=FPS)
+    parser.add_argument("--audio-codec", default="aac")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -335,7 +348,8 @@ def _main(argv: list[str]) -> int:
     try:
         encoded = publish_pyav(args.url, seconds=args.seconds, width=width, height=height,
                                before_close=hold if args.hold else None,
-                               realtime=args.realtime, gop=args.gop)
+                               realtime=args.realtime, gop=args.gop,
+                               audio_codec=args.audio_codec, sample_rate=args.sample_rate)
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
