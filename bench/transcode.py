@@ -23,7 +23,11 @@ IDR positions, and both are checked afterwards rather than trusted: output bitra
 size, computed the same way for both by the same ffmpeg's psnr filter, and the x264 option
 strings both encoders wrote into their streams (SEI) are compared and differences noted.
 The x264 builds differ (PyAV's wheel against the ffmpeg binary's static build); the SEI
-shows the versions. On a shared 2-core machine the figures are noisy: check the notes.
+shows the versions.
+
+Noise: on a 2-core VM one run of either side varies by about 10% from run to run. So golive's
+defaults and the main reference are timed in alternating pairs (`--repeats`, 3 by default),
+and the rows give the median of each side, with every run's figure in the note.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class Config:
     no_second: bool = False
     seconds: float | None = None
     variants: bool = True  # golive variants beyond the default settings
+    repeats: int | None = None  # golive/reference pairs timed; None: 3 (quick: 1)
 
 
 CONFIG = Config()
@@ -194,6 +199,7 @@ class Run:
     other_cpu: float  # cores busy with anything else during the run
     rungs: dict[str, RungOutput] = field(default_factory=dict)
     sliced: bool = True  # x264 thread model: sliced threads, or frame threads
+    runs: str = ""  # when the figures are a median: each run's speed
 
     @property
     def speed(self) -> float:
@@ -420,6 +426,8 @@ def _rows(golive_runs: list[Run], references: list[Run], others: list[Run],
         note = f"wall {run.wall:.1f} s"
         if main_ref:
             note += f" vs {main_ref.label} {main_ref.wall:.1f} s"
+        if run.runs and main_ref and main_ref.runs:
+            note += f"; golive {run.runs}x, reference {main_ref.runs}x"
         note += f"; {run.media_seconds:.0f} s of media"
         if run.other_cpu > 0.15 or (main_ref and main_ref.other_cpu > 0.15):
             note += (f"; other load {run.other_cpu:.2f}"
@@ -505,6 +513,7 @@ def run_transcode(options: Options) -> list[Row]:
         log(f"source: {what}, {len(source.units)} frames, "
             f"{source.path.stat().st_size * 8 / source.media_seconds / 1e6:.2f} Mb/s "
             f"({time.monotonic() - started:.0f} s to encode)")
+        repeats = CONFIG.repeats or (1 if options.quick else 3)
         golive_runs = []
         for index, (label, settings) in enumerate(golive_variants(options.quick)):
             run = run_golive(source, rungs, settings, label, work / f"golive{index}")
@@ -525,7 +534,41 @@ def run_transcode(options: Options) -> list[Row]:
                 measure_psnr(psnr_tool, source.path, run, rungs)
             log(_describe(run))
             (references if main else others).append(run)
+        reference = next((r for r in references if not r.sliced), None)
+        if reference is not None and binaries and repeats > 1:
+            golive_runs[0], index = _median_of_pairs(
+                golive_runs[0], reference, repeats, source, rungs, binaries[0][1], work)
+            references[references.index(reference)] = index
     return _rows(golive_runs, references, others, rungs)
+
+
+def _median_of_pairs(golive: Run, reference: Run, repeats: int, source: Source,
+                     rungs: tuple[Rung, ...], ffmpeg: str, work: Path) -> tuple[Run, Run]:
+    """Time golive's defaults and the reference again, in alternating order, until each has
+    `repeats` runs; each side's median wall and CPU time (its outputs are the first run's)."""
+    ours, theirs = [golive], [reference]
+    settings = golive_variants(True)[0][1]
+    for number in range(1, repeats):
+        # The first runs went golive, then the reference: the second pair goes the other way.
+        for side in ("reference", "golive") if number % 2 else ("golive", "reference"):
+            if side == "golive":
+                ours.append(run_golive(source, rungs, settings, golive.label,
+                                       work / f"golive-repeat{number}"))
+            else:
+                theirs.append(run_ffmpeg(ffmpeg, source, rungs, reference.label,
+                                         work / f"ffmpeg-repeat{number}", False))
+        log(f"repeat {number}: golive {ours[-1].speed:.2f}x, "
+            f"{theirs[-1].label} {theirs[-1].speed:.2f}x")
+    return _median_run(ours), _median_run(theirs)
+
+
+def _median_run(runs: list[Run]) -> Run:
+    walls = sorted(r.wall for r in runs)
+    cpus = sorted(r.cpu for r in runs)
+    middle = len(runs) // 2
+    speeds = ", ".join(f"{r.speed:.2f}" for r in runs)
+    return replace(runs[0], wall=walls[middle], cpu=cpus[middle],
+                   other_cpu=max(r.other_cpu for r in runs), runs=f"median of {speeds}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -540,6 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--second-ffmpeg", help="a second reference (default: ffmpeg on PATH)")
     parser.add_argument("--no-second", action="store_true", help="only the first reference")
     parser.add_argument("--no-variants", action="store_true", help="golive's defaults only")
+    parser.add_argument("--repeats", type=int, help="golive/reference pairs (default 3)")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     CONFIG.ffmpeg = args.ffmpeg
@@ -547,6 +591,7 @@ def main(argv: list[str] | None = None) -> None:
     CONFIG.no_second = args.no_second
     CONFIG.seconds = args.seconds
     CONFIG.variants = not args.no_variants
+    CONFIG.repeats = args.repeats
     references = reference_binaries()
     print(format_table(run_transcode(Options(quick=args.quick)),
                        references[0][0] if references else "reference"))

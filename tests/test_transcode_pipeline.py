@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+from fractions import Fraction
 
 import av
 import pytest
@@ -13,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from publishers import FPS, synthetic_source
 
-from golive.media import MediaUnit, Track
+from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import FragmentMuxer
 from golive.transcode.annexb import nal_units, to_length_prefixed
 from golive.transcode.ladder import parse_rung
-from golive.transcode.pipeline import EncoderSettings, LadderPipeline
+from golive.transcode.pipeline import EncoderSettings, LadderPipeline, decoder_threads
 
 FRAME_MS = 1000 // FPS
 
@@ -162,3 +163,14 @@ def test_a_failing_rung_fails_the_pipeline_instead_of_blocking_it(
             pipeline.push(unit)
     pipeline.close()  # returns: every rung thread has ended
     assert not any(e.thread.is_alive() for e in pipeline.encoders)
+
+
+@pytest.mark.parametrize(("width", "height", "fps", "threads"), [
+    (1280, 720, 25, 1), (1920, 1080, 30, 1), (720, 1280, 30, 1),  # one thread is cheaper
+    (1920, 1080, 60, 0), (3840, 2160, 30, 0),  # frame threads: one would fall behind
+])
+def test_decoder_threads_by_source_pixel_rate(width: int, height: int, fps: int,
+                                              threads: int) -> None:
+    track = Track(TrackKind.VIDEO, "h264", b"", width=width, height=height,
+                  frame_rate=Fraction(fps))
+    assert decoder_threads(track) == threads

@@ -4,8 +4,13 @@ This runs inside a transcode worker process (`worker.py`), or in-process for ben
 tests; it knows nothing of processes or asyncio. PyAV releases the GIL inside libavcodec
 and libswscale calls, so the rung threads run their encoders in parallel.
 
-Where the CPU goes (ARCHITECTURE.md): libx264 ~75%, decoding ~13%, scaling ~9%. So the
-pipeline spends as little as possible outside the encoders:
+Where the CPU goes, measured here on the benchmark's 720p25 -> 480/360/240p veryfast ladder
+(about 22 ms of CPU per source frame): libx264 about 65%, decoding 4.1 ms (19%), scaling
+2.8 ms cascaded (13%). So the pipeline spends as little as possible outside the encoders:
+
+* the decoder runs on one thread (`decoder_threads`): the rung threads already keep every
+  core busy, and FFmpeg's frame-threaded H.264 decoding costs 15-20% more CPU per frame
+  (4.1 -> 4.7-5.0 ms) and holds a frame per thread before the first one comes out;
 
 * frames go from the decoder to the rungs as they are (yuv420p from every H.264 decoder), no
   copy or conversion in between;
@@ -44,6 +49,10 @@ from golive.transcode.ladder import Rung
 log = logging.getLogger("golive.transcode")
 
 RUNG_QUEUE = 8  # frames waiting per rung: bounded, the decoder waits for the slowest rung
+# Source pixels per second one decoder thread is given: 1080p30. A single thread decodes
+# 720p25 H.264 at about 9x real time here, 1080p30 (6 Mb/s) at 3.7x; bigger or faster get
+# frame-threaded decoding so the decoder never becomes the ladder's bottleneck.
+SINGLE_THREAD_DECODE = 1920 * 1080 * 30
 DEFAULT_FRAME_RATE = Fraction(30)
 
 Output = Callable[[str, "Track | MediaUnit"], None]
@@ -243,6 +252,12 @@ class _RungEncoder:
                 to_length_prefixed(bytes(packet))))
 
 
+def decoder_threads(source: Track) -> int:
+    """Decoder threads for a source: 1 up to SINGLE_THREAD_DECODE, else 0 (FFmpeg picks)."""
+    rate = float(source.frame_rate or DEFAULT_FRAME_RATE)
+    return 1 if source.width * source.height * rate <= SINGLE_THREAD_DECODE else 0
+
+
 class LadderPipeline:
     """Transcodes one source video track into the given rungs.
 
@@ -252,7 +267,7 @@ class LadderPipeline:
     """
 
     def __init__(self, source: Track, rungs: tuple[Rung, ...], settings: EncoderSettings,
-                 output: Output, decode_threads: int = 0) -> None:
+                 output: Output, decode_threads: int | None = None) -> None:
         if source.kind is not TrackKind.VIDEO:
             raise ValueError("only video is transcoded")
         self.source = source
@@ -261,7 +276,8 @@ class LadderPipeline:
         if source.extradata:
             self._decoder.extradata = source.extradata
         self._decoder.thread_type = "AUTO"
-        self._decoder.thread_count = decode_threads
+        self._decoder.thread_count = (decoder_threads(source) if decode_threads is None
+                                      else decode_threads)
         self._idr_pts: set[int] = set()
         frame_rate = source.frame_rate or DEFAULT_FRAME_RATE
         ordered = sorted(rungs, key=lambda r: r.short_side, reverse=True)
