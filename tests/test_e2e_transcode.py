@@ -146,6 +146,9 @@ async def test_rungs_decode_at_their_size_with_aligned_idrs_and_segments(
         assert states[name]["shed"] is False and states[name]["frames_out"] >= 150
         assert states[name]["encode_speed"] > 0
     await publisher.close()
+    # The publisher left: its session drains, and no longer counts as transcoding.
+    await eventually(lambda: server.registry.get_sample_value(
+        "golive_transcode_renditions", {"stream": NAME}) == 0, what="renditions gauge at 0")
 
 
 async def test_a_crashed_worker_costs_the_rungs_a_gap_not_their_alignment(

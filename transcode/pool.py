@@ -109,6 +109,7 @@ class TranscodeSession:
             return
         self.closed = True
         self.worker.send(("stop", self.id), 0)
+        self.pool.count_renditions(self.stream)
 
     def _shed(self, rung: str, encoding: bool, backlog: float) -> None:
         metrics = self.pool.metrics
@@ -222,6 +223,7 @@ class _Worker:
                     session.callbacks.on_stopped()
                 elif kind == "failed":
                     del self.sessions[session_id]
+                    self.pool.count_renditions(session.stream)
                     session.callbacks.on_failed(message[2])
             except Exception:
                 log.exception("stream %s: transcoder output not taken", session.stream)
@@ -288,10 +290,15 @@ class TranscodePool:
         session._joining = from_idr
         worker.sessions[session.id] = session
         worker.send(("start", session.id, source, rungs, self.settings), 0)
+        self.count_renditions(stream)
+        return session
+
+    def count_renditions(self, stream: str) -> None:
+        """`golive_transcode_renditions`: the rungs a stream's open sessions encode (one
+        still draining after its publisher left, or failed, no longer counts)."""
         self.metrics.renditions.labels(stream).set(
             sum(len(s.rungs) for w in self.workers for s in w.sessions.values()
-                if s.stream == stream))
-        return session
+                if s.stream == stream and not s.closed))
 
     async def close(self) -> None:
         await asyncio.gather(*(worker.close() for worker in self.workers))
