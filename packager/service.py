@@ -12,10 +12,8 @@ between units: a thread hop would cost more than the work.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,17 +23,16 @@ from golive.config import HlsConfig
 from golive.ingest.hub import Hub, LiveStream, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO
-from golive.packager.lane import Lane, first_video_pts
+from golive.packager.lane import Lane
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
 from golive.packager.recording import Recorder, seal_recording
-from golive.packager.rendition import Rendition, SegmentRecord
+from golive.packager.rendition import Rendition
 from golive.packager.store import DiskStore, Store
 from golive.packager.timeline import Part, TimelineConfig
+from golive.packager.transcoded import TranscodedRenditions
 from golive.packager.ts_output import TsOutput
 from golive.transcode.audio import AudioToAac, AudioTranscodeError, AudioTranscoder
-from golive.transcode.ladder import Rung
-from golive.transcode.pool import SessionCallbacks, TranscodeSession
 from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive.packager")
@@ -46,8 +43,6 @@ SETTLE_MS = 1000  # media time to wait for a second track the metadata did not a
 MAX_PENDING_UNITS = 1000  # units held while the track set settles
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
 ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
-MAX_SOURCE_STARTS = 64  # source segment starts remembered for the rungs to align to
-RECENT_AUDIO = 250  # audio units (~5 s of AAC) kept for a rung whose encoder is starting
 
 
 class Broadcast:
@@ -75,16 +70,9 @@ class Broadcast:
                 first_sequence=first_sequence, extension="ts")
             self.ts = TsOutput(name, self.renditions[TS])
         self.transcoder = transcoder
+        self.transcoded = TranscodedRenditions(self, transcoder) if transcoder else None
         self.audio = audio  # transcodes audio other than AAC (None: passed through)
         self._aac: AudioTranscoder | None = None  # this publication's, while it runs
-        self.rungs: dict[str, Lane] = {}  # transcoded renditions
-        self._rung_sizes: dict[str, int] = {}  # their short sides, to list the largest first
-        self._ladders: list[_LadderFeed] = []  # this publication's transcode sessions
-        # The session re-encoding the source's size, standing in for it (long GOPs).
-        self._reencoded: _LadderFeed | None = None
-        self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
-        self._source_starts: dict[int, int] = {}  # PTS a source segment starts at -> number
-        self._shed: set[str] = set()  # rungs the transcoder does not encode now (load)
         self.started_at = time.time()
         self.live = False  # a publisher is connected
         self.ended = False
@@ -112,6 +100,16 @@ class Broadcast:
                          target_duration=self.timeline.target_duration_s,
                          window_segments=self.config.window_segments,
                          low_latency=self.config.low_latency, first_sequence=first_sequence)
+
+    def add_rendition(self, name: str) -> Rendition:
+        """A transcoded rendition, numbered on from the source; every fMP4 rendition's
+        playlist reports on the others (EXT-X-RENDITION-REPORT)."""
+        rendition = self._rendition(name, self.source.next_sequence)
+        self.renditions[name] = rendition
+        fmp4 = [r for n, r in self.renditions.items() if n != TS]
+        for each in fmp4:
+            each.others = [other for other in fmp4 if other is not each]
+        return rendition
 
     # -- publications -----------------------------------------------------------------------
 
@@ -179,7 +177,8 @@ class Broadcast:
         if self._closed:
             return
         self._flush()
-        self._stop_ladder(drain=True)
+        if self.transcoded is not None:
+            self.transcoded.stop(drain=True)
         self.lane.close()  # the next publication starts from its own tracks
         self._tracks = {}
         if self.stream is stream:
@@ -271,7 +270,12 @@ class Broadcast:
                  " + ".join(f"{t.kind.value} {t.codec_string or t.codec}"
                             for t in output.values()),
                  " with LL-HLS parts" if self.config.low_latency else "")
-        self._start_ladder(tracks.get(TrackKind.VIDEO), output.get(TrackKind.AUDIO))
+        if self.transcoded is not None:
+            self.transcoded.start(tracks.get(TrackKind.VIDEO), output.get(TrackKind.AUDIO),
+                                  self._metadata())
+
+    def _metadata(self) -> dict[str, object]:
+        return self.stream.metadata if self.stream is not None else {}
 
     def _restart(self, tracks: dict[TrackKind, Track], cause: str) -> None:
         """The codec configuration changed mid-stream: new init segment, discontinuity."""
@@ -301,15 +305,8 @@ class Broadcast:
         if last is not None:
             self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
                 max(0, unit.dts - last) / 1000)
-        if self._ladders:
-            if unit.kind is TrackKind.VIDEO:
-                for ladder in self._ladders:
-                    ladder.session.push(unit, cut)
-            else:
-                self._recent_audio.append(unit)
-                for lane in self.rungs.values():
-                    if lane.started:
-                        self._push_rung(lane, unit)
+        if self.transcoded is not None:
+            self.transcoded.source_unit(unit, cut)
         if self.source.version != version:
             self._write_playlists()
 
@@ -321,9 +318,11 @@ class Broadcast:
     def _listed(self, part: Part) -> None:
         """A source part is listed: what follows the source rendition follows it."""
         source = self.source
-        if part.forced and part.first_in_segment and self.transcoder is not None and (
-                self.transcoder.reencode_long_gops):
-            self._reencode_source()
+        transcoded = self.transcoded
+        if part.forced and part.first_in_segment and transcoded is not None and (
+                transcoded.transcoder.reencode_long_gops):
+            transcoded.reencode_source(self._tracks.get(TrackKind.VIDEO),
+                                       self.lane.tracks.get(TrackKind.AUDIO), self._metadata())
         if part.forced and part.first_in_segment and not self._warned_keyframes:
             self._warned_keyframes = True
             log.warning(
@@ -333,200 +332,15 @@ class Broadcast:
                 self.name, self.config.segment_target, self.config.segment_target)
         if self.ts is not None:
             self.ts.add(part, source.last_msn)
-        if part.first_in_segment and self.rungs:
-            pts = first_video_pts(part)
-            if pts is not None:
-                self._source_starts[pts] = source.last_msn
-                while len(self._source_starts) > MAX_SOURCE_STARTS:
-                    del self._source_starts[next(iter(self._source_starts))]
+        if part.first_in_segment and transcoded is not None:
+            transcoded.source_segment_started(part, source.last_msn)
         if part.last_in_segment and source.segments:
             segment = source.segments[-1]
-            for rung in self._shed:
-                self._fill_gaps(self.renditions[rung], segment.sequence + 1)
+            if transcoded is not None:
+                transcoded.source_segment_listed(segment.sequence)
             self._record(lambda recorder, s=segment: recorder.add_segment(
                 s.sequence, self.store.get(source.prefix + s.uri) or b"", s.duration_ms,
                 s.independent, s.discontinuity, s.program_date_time))
-
-    # -- the transcoded renditions -----------------------------------------------------------
-
-    def _start_ladder(self, video: Track | None, audio: Track | None) -> None:
-        """(Re)start transcoding for this publication's video, if there is a ladder for it."""
-        self._stop_ladder(drain=False)
-        self._recent_audio.clear()
-        self._shed.clear()
-        self._reencoded = None
-        if self.transcoder is None or video is None:
-            return
-        metadata = self.stream.metadata if self.stream is not None else {}
-        rungs = self.transcoder.rungs_for(video, metadata)
-        if not rungs:
-            log.info("stream %s: %dx%d is too small for any rung of the ladder", self.name,
-                     video.width, video.height)
-            return
-        self._open_ladder(video, audio, rungs, from_idr=False)
-
-    def _open_ladder(self, video: Track, audio: Track | None, rungs: tuple[Rung, ...], *,
-                     from_idr: bool) -> _LadderFeed:
-        """A transcode session for these rungs, with a lane (and a playlist) for each."""
-        assert self.transcoder is not None
-        for rung in rungs:
-            if rung.name not in self.rungs:
-                rendition = self._rendition(rung.name, self.source.next_sequence)
-                self.renditions[rung.name] = rendition
-                lane = Lane(self.name, rendition, self.timeline, self.metrics,
-                            keyframes_are_cuts=True)
-                lane.before_segment = functools.partial(self._align, rendition)
-                self.rungs[rung.name] = lane
-                self._rung_sizes[rung.name] = rung.short_side
-        fmp4 = [r for n, r in self.renditions.items() if n != TS]
-        for rendition in fmp4:
-            rendition.others = [other for other in fmp4 if other is not rendition]
-        ladder = _LadderFeed(self, audio, tuple(r.name for r in rungs))
-        ladder.session = self.transcoder.open(self.name, video, rungs, ladder.callbacks(),
-                                              from_idr=from_idr)
-        self._ladders.append(ladder)
-        log.info("stream %s: transcoding to %s", self.name, ", ".join(
-            f"{r.name} ({'x'.join(map(str, r.size_for(video.width, video.height)))} "
-            f"{r.bitrate // 1000} kb/s)" for r in rungs))
-        return ladder
-
-    def _reencode_source(self) -> None:
-        """The source's keyframes are too far apart for its segments to start with one:
-        from its next keyframe on, its size is re-encoded with IDRs at every cut, and the
-        master playlist offers that instead of the source."""
-        video = self._tracks.get(TrackKind.VIDEO)
-        if (self.transcoder is None or self._reencoded is not None or video is None
-                or not self.transcoder.transcodable(video)):
-            return
-        metadata = self.stream.metadata if self.stream is not None else {}
-        top = self.transcoder.top_rung(video, metadata)
-        log.warning("stream %s: re-encoding the source's %dx%d as rung %s (long_gop = "
-                    "reencode), offered instead of the source", self.name, video.width,
-                    video.height, top.name)
-        self._reencoded = self._open_ladder(video, self.lane.tracks.get(TrackKind.AUDIO), (top,),
-                                            from_idr=True)
-
-    def _stop_ladder(self, *, drain: bool) -> None:
-        """No more source units for the ladders. Draining: the rungs' last frames still come
-        (then `_rungs_done`); otherwise the rungs end here."""
-        ladders, self._ladders = self._ladders, []
-        for ladder in ladders:
-            ladder.session.close()
-            if drain:
-                ladder.draining = True
-            else:
-                ladder.active = False
-                self._rungs_done(ladder.rungs)
-
-    def _fill_gaps(self, rendition: Rendition, sequence: int) -> dict[int, SegmentRecord]:
-        """List the source's segments before `sequence` that the rung lacks as gaps; the
-        source's segments (and its open one) by number."""
-        source = self.source
-        twins = {s.sequence: s for s in source.segments}
-        if source.open is not None:
-            twins[source.open.sequence] = source.open
-        for missing in range(rendition.next_sequence, sequence):
-            twin = twins.get(missing)
-            if twin is not None:  # else older than the source's window: nothing to align
-                rendition.add_gap(missing, twin.duration_ms, twin.program_date_time)
-                self.metrics.gap_segments.labels(self.name, rendition.name).inc()
-        return twins
-
-    def _align(self, rendition: Rendition, part: Part) -> float | None:
-        """A rung starts a segment: give it the number and the date of the source's segment
-        starting at the same PTS (players align renditions by PROGRAM-DATE-TIME, and the
-        rung lists its segment later, by the encoders' delay). Segments the rung lost (its
-        transcoder shed or restarted) are listed as gaps, so every rendition's segment N
-        covers the same media."""
-        pts = first_video_pts(part)
-        sequence = self._source_starts.get(pts) if pts is not None else None
-        if sequence is None or sequence < rendition.next_sequence:
-            return None
-        twins = self._fill_gaps(rendition, sequence)
-        rendition.next_sequence = sequence
-        # Frames lost before this segment leave a hole: the dates must jump to the source's.
-        last = rendition.open or (rendition.segments[-1] if rendition.segments else None)
-        twin = twins.get(sequence)
-        if twin is None:
-            return None
-        if last is not None and abs(last.program_date_time + last.duration_ms / 1000
-                                    - twin.program_date_time) > 0.002:
-            rendition.mark_discontinuity()
-        return twin.program_date_time
-
-    def _rung_track(self, rung: str, video: Track, audio: Track | None) -> None:
-        lane = self.rungs.get(rung)
-        if lane is None or self.ended:
-            return
-        self._shed.discard(rung)
-        lane.flush()
-        tracks = {TrackKind.VIDEO: video}
-        if audio is not None:
-            tracks[TrackKind.AUDIO] = audio
-        try:
-            lane.start(tracks, discontinuity=lane.rendition.has_media)
-        except (ValueError, av.FFmpegError) as exc:
-            log.error("stream %s: cannot package rung %s: %s", self.name, rung, exc)
-            return
-        for unit in self._recent_audio:  # the audio that came while the encoder started
-            lane.push(unit)
-
-    def _rung_shed(self, rung: str, encoding: bool) -> None:
-        """The transcoder stopped encoding a rung (load) or took it back. While shed, the
-        rung lists a gap for each of the source's segments, so players switch away."""
-        lane = self.rungs.get(rung)
-        if lane is None:
-            return
-        if encoding:
-            return  # its new encoder's track starts the lane again (`_rung_track`)
-        self._shed.add(rung)
-        lane.flush()
-        lane.close()  # what the encoder drains now belongs to segments given up
-        self._write_playlists()
-
-    def _rung_unit(self, rung: str, unit: MediaUnit) -> None:
-        lane = self.rungs.get(rung)
-        if lane is None or not lane.started or self.ended or rung in self._shed:
-            return
-        self._push_rung(lane, unit)
-        last = lane.rendition.last_media_ms
-        if last is not None and self.newest_ingest_ms is not None:
-            self.metrics.live_edge_delay.labels(self.name, rung).set(
-                max(0, self.newest_ingest_ms - last) / 1000)
-
-    def _push_rung(self, lane: Lane, unit: MediaUnit) -> None:
-        version = lane.rendition.version
-        lane.push(unit)
-        if lane.rendition.version != version:
-            self._write_playlists()
-
-    def _rungs_restarted(self, names: tuple[str, ...]) -> None:
-        """Their transcode worker died: each of these rungs goes on after a discontinuity."""
-        for name in names:
-            lane = self.rungs[name]
-            lane.flush()
-            if lane.rendition.has_media:
-                lane.rendition.mark_discontinuity()
-                self.metrics.discontinuities.labels(self.name, f"transcoder restart {name}").inc()
-
-    def _rungs_done(self, names: tuple[str, ...] | None = None) -> None:
-        for name, lane in self.rungs.items():
-            if names is None or name in names:
-                lane.flush()
-                lane.close()
-        self._write_playlists()
-
-    def transcoder_failed(self, ladder: _LadderFeed, reason: str) -> None:
-        """A ladder cannot run for this source: the source rendition carries on."""
-        if ladder in self._ladders:
-            self._ladders.remove(ladder)
-        if self.transcoder is not None:
-            self.transcoder.metrics.failures.labels(self.name).inc()
-        log.error("stream %s: no %s for this publication: %s", self.name,
-                  ", ".join(ladder.rungs), reason)
-        if ladder is self._reencoded:  # the source is offered again
-            self._reencoded = None
-        self._rungs_done(ladder.rungs)
 
     def _record(self, action: Callable[[Recorder], None]) -> None:
         """Recording must never stop the live stream: a failure (disk full) ends it."""
@@ -568,8 +382,9 @@ class Broadcast:
         """No publisher came back: ENDLIST now, files readable for ENDED_RETENTION."""
         if self.ended:
             return
-        self._stop_ladder(drain=False)
-        self._rungs_done()  # also after a drain that has not finished
+        if self.transcoded is not None:
+            self.transcoded.stop(drain=False)
+            self.transcoded.done()  # also after a drain that has not finished
         self.ended = True
         self.live = False
         for rendition in self.renditions.values():
@@ -589,9 +404,10 @@ class Broadcast:
             self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
-        self._stop_ladder(drain=False)
+        if self.transcoded is not None:
+            self.transcoded.stop(drain=False)
         self._close_aac()
-        lanes = [self.lane, *self.rungs.values()]
+        lanes = [self.lane, *(self.transcoded.lanes.values() if self.transcoded else ())]
         inits = {lane.rendition.name: lane.inits for lane in lanes}
         for lane in lanes:
             lane.close()
@@ -604,8 +420,8 @@ class Broadcast:
                 self.store.delete(f"{rendition.prefix}init-{index}.mp4")
         self.store.delete(f"{self.name}/index.m3u8")
         self.metrics.forget(self.name, list(self.renditions))
-        if self.transcoder is not None:
-            self.transcoder.forget(self.name, list(self.rungs))
+        if self.transcoded is not None:
+            self.transcoder.forget(self.name, list(self.transcoded.lanes))
         if self.audio is not None:
             self.audio.forget(self.name)
 
@@ -617,23 +433,16 @@ class Broadcast:
 
     def rung_status(self, name: str) -> dict[str, object] | None:
         """For the API: a transcoded rendition's state (None for the source, TS)."""
-        if name not in self.rungs:
-            return None
-        ladder = next((ladder for ladder in self._ladders if name in ladder.rungs), None)
-        stats = ladder.session.stats if ladder is not None else None
-        rung = stats.rungs.get(name) if stats is not None else None
-        speed = (round(rung.media_seconds / rung.busy_seconds, 2)
-                 if rung is not None and rung.busy_seconds else None)
-        return {"shed": name in self._shed, "encode_speed": speed,
-                "frames_out": rung.frames_out if rung is not None else 0}
+        return self.transcoded.status(name) if self.transcoded is not None else None
 
     @property
     def variants(self) -> list[Rendition]:
         """The renditions the master playlist offers, best first."""
-        stand_in = self.transcoder is not None and not self.transcoder.passthrough
-        offered = [] if stand_in or self._reencoded is not None else [self.source]
-        rungs = sorted(self.rungs, key=lambda name: self._rung_sizes[name], reverse=True)
-        return offered + [self.rungs[name].rendition for name in rungs]
+        transcoded = self.transcoded
+        if transcoded is None:
+            return [self.source]
+        stand_in = not transcoded.transcoder.passthrough or transcoded.reencoded is not None
+        return ([] if stand_in else [self.source]) + transcoded.offered()
 
     def master_text(self) -> str:
         versions = tuple(r.version for r in self.renditions.values())
@@ -658,51 +467,6 @@ class Broadcast:
         if TrackKind.VIDEO not in self._tracks or segmenter is None:
             return None
         return segmenter.frame_rate()
-
-
-class _LadderFeed:
-    """What one transcode session's output goes to: the broadcast's rung lanes, while this
-    session is the broadcast's current one (or draining after its publisher left)."""
-
-    def __init__(self, broadcast: Broadcast, audio: Track | None,
-                 rungs: tuple[str, ...]) -> None:
-        self.broadcast = broadcast
-        self.audio = audio  # the source's audio, muxed into every rung
-        self.rungs = rungs
-        self.session: TranscodeSession
-        self.active = True
-        self.draining = False
-
-    def callbacks(self) -> SessionCallbacks:
-        return SessionCallbacks(on_item=self._item, on_restart=self._restart,
-                                on_stopped=self._stopped, on_failed=self._failed,
-                                on_shed=self._shed)
-
-    def _shed(self, rung: str, encoding: bool) -> None:
-        if self.active:
-            self.broadcast._rung_shed(rung, encoding)
-
-    def _item(self, rung: str, item: Track | MediaUnit) -> None:
-        if not self.active:
-            return
-        if isinstance(item, Track):
-            self.broadcast._rung_track(rung, item, self.audio)
-        else:
-            self.broadcast._rung_unit(rung, item)
-
-    def _restart(self) -> None:
-        if self.active:
-            self.broadcast._rungs_restarted(self.rungs)
-
-    def _stopped(self) -> None:
-        if self.active and self.draining:
-            self.active = False
-            self.broadcast._rungs_done(self.rungs)
-
-    def _failed(self, reason: str) -> None:
-        if self.active:
-            self.active = False
-            self.broadcast.transcoder_failed(self, reason)
 
 
 class PackagerService:
