@@ -236,6 +236,11 @@ async def test_a_ladder_behind_real_time_sheds_a_rung_and_ingest_flows_on(
     metrics = await scrape(server)
     assert metrics.get("golive_transcode_shed_rungs", stream=NAME) == 1
     assert not metrics.get("golive_transcode_rung_sheds_total", stream=NAME, rendition="180p")
+    # The shed rung's frames are counted as dropped, for that rung alone.
+    assert metrics.count("golive_transcode_frames_dropped_total", stream=NAME,
+                         rendition="240p") >= 25
+    assert not metrics.count("golive_transcode_frames_dropped_total", stream=NAME,
+                             rendition="180p")
     assert not metrics.count("golive_hub_dropped_units_total")
     # The source rendition lost nothing: all nine 2 s GOPs are segments (the last listed once
     # the publisher left).

@@ -15,6 +15,11 @@ class TranscodeMetrics:
         self.frames_out = Counter(
             "golive_transcode_frames_out_total", "Frames encoded, per transcoded rendition.",
             ["stream", "rendition"], registry=registry)
+        self.frames_dropped = Counter(
+            "golive_transcode_frames_dropped_total",
+            "Frames a rendition lost: for a rung, source frames not encoded while it was shed "
+            "(load); for the source, units that did not decode.",
+            ["stream", "rendition"], registry=registry)
         self.shed_units = Counter(
             "golive_transcode_dropped_units_total",
             "Source units not transcoded because the ladder was behind real time, up to the "
@@ -51,7 +56,7 @@ class TranscodeMetrics:
             with contextlib.suppress(KeyError):
                 metric.remove(stream)
         for rendition in [*renditions, "source"]:
-            for metric in (self.frames_in, self.frames_out, self.encode_speed,
-                           self.rung_sheds):
+            for metric in (self.frames_in, self.frames_out, self.frames_dropped,
+                           self.encode_speed, self.rung_sheds):
                 with contextlib.suppress(KeyError):
                     metric.remove(stream, rendition)

@@ -87,6 +87,7 @@ class RungStats:
 
     frames_in: int = 0
     frames_out: int = 0
+    frames_skipped: int = 0  # source frames not encoded: the rung was shed (load)
     busy_seconds: float = 0.0
     first_pts: int | None = None
     last_pts: int | None = None
@@ -211,6 +212,8 @@ class _RungEncoder:
                 stats.frames_in += 1
                 assert self._encoder is not None
                 self._emit(self._encoder.encode(picture))
+            else:
+                stats.frames_skipped += 1
             stats.busy_seconds += (scaled - started) + (time.perf_counter() - resumed)
 
     def _ready(self, idr: bool) -> bool:

@@ -59,7 +59,7 @@ class TranscodeSession:
         self._skipping = False
         self._joining = False
         self.stats: PipelineStats | None = None
-        self._reported: dict[str, tuple[int, float, float]] = {}
+        self._reported: dict[str, tuple[int, int, float, float]] = {}
         self._worker_dropped = 0
         self.shed_rungs: set[str] = set()
 
@@ -133,13 +133,20 @@ class TranscodeSession:
         metrics.queue_depth.labels(self.stream).set(depth)
         before = previous.decoded if previous else 0
         metrics.frames_in.labels(self.stream, "source").inc(stats.decoded - before)
+        errors = stats.decode_errors - (previous.decode_errors if previous else 0)
+        if errors > 0:
+            metrics.frames_dropped.labels(self.stream, "source").inc(errors)
         for name, rung in stats.rungs.items():
-            frames, busy, media = self._reported.get(name, (0, 0.0, 0.0))
+            frames, skipped, busy, media = self._reported.get(name, (0, 0, 0.0, 0.0))
             metrics.frames_out.labels(self.stream, name).inc(max(0, rung.frames_out - frames))
+            if rung.frames_skipped > skipped:
+                metrics.frames_dropped.labels(self.stream, name).inc(
+                    rung.frames_skipped - skipped)
             if rung.busy_seconds > busy:
                 metrics.encode_speed.labels(self.stream, name).set(
                     (rung.media_seconds - media) / (rung.busy_seconds - busy))
-            self._reported[name] = (rung.frames_out, rung.busy_seconds, rung.media_seconds)
+            self._reported[name] = (rung.frames_out, rung.frames_skipped, rung.busy_seconds,
+                                    rung.media_seconds)
         if dropped > self._worker_dropped:
             metrics.shed_units.labels(self.stream, "worker").inc(dropped - self._worker_dropped)
         self._worker_dropped = dropped
