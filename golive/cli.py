@@ -11,6 +11,7 @@ import click
 
 from golive import __version__
 from golive.config import (
+    ENCODERS,
     X264_PRESETS,
     Config,
     ConfigError,
@@ -104,8 +105,13 @@ def main() -> None:
                    "full-size encode).  [default: source]")
 @click.option("--transcode-workers", type=click.IntRange(0), default=None,
               help="Transcode worker processes; 0: one per CPU core.  [default: 0]")
+@click.option("--encoder", type=click.Choice(ENCODERS), default=None,
+              help="The rungs' video encoder: libx264 (H.264, every player) or libx265 (HEVC: "
+                   "less bitrate for Safari/iOS and TVs, several times the CPU).  "
+                   "[default: libx264]")
 @click.option("--x264-preset", type=click.Choice(X264_PRESETS), default=None,
-              help="libx264 preset of every rung.  [default: veryfast]")
+              help="Encoder preset of every rung (libx265 takes the same names).  "
+                   "[default: veryfast]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
                                                case_sensitive=False), default=None,
               help="Log verbosity.  [default: INFO]")
@@ -116,8 +122,8 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           classic: bool | None, store_dir: str | None, record_dir: str | None,
           mpegts: bool | None, grace_period: float | None, no_transcode: bool | None,
           ladder: tuple[str, ...], no_passthrough: bool | None,
-          long_gop: str | None, transcode_workers: int | None, x264_preset: str | None,
-          log_level: str | None) -> None:
+          long_gop: str | None, transcode_workers: int | None, encoder: str | None,
+          x264_preset: str | None, log_level: str | None) -> None:
     """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
     unless --store-dir is given)."""
     try:
@@ -142,7 +148,8 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                        "ladder": ladder or None,
                        "passthrough": False if no_passthrough else None,
                        "long_gop": long_gop,
-                       "workers": transcode_workers, "preset": x264_preset},
+                       "workers": transcode_workers, "codec": encoder,
+                       "preset": x264_preset},
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -201,6 +208,8 @@ def _banner(server: Server, generated_key: str | None) -> None:
         ladder = ", ".join(transcode.ladder) + " (rungs smaller than the source)"
     else:
         ladder = "from each source, after Apple's ladder (720p: 540p, 360p, 234p)"
+    if transcode.enabled:
+        ladder += f"; {transcode.codec} {transcode.preset}"
     lines += [
         "",
         f"Live streams:  {http}/api/streams",

@@ -14,6 +14,8 @@ from typing import Any
 from golive.ingest.chunk import MAX_MESSAGE_SIZE
 from golive.ingest.hub import DEFAULT_SUBSCRIBER_CAPACITY
 from golive.ingest.keys import is_valid_stream_name
+from golive.transcode.encoders import ENCODERS, PROFILES
+from golive.transcode.encoders import PRESETS as X264_PRESETS
 from golive.transcode.ladder import LadderError, parse_rung
 
 
@@ -100,9 +102,6 @@ class HlsConfig:
             raise ConfigError("hls.grace_period must not be negative")
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")
-H264_PROFILES = ("baseline", "main", "high")
 
 
 @dataclass(frozen=True)
@@ -117,13 +116,16 @@ class TranscodeConfig:
     # "reencode" re-encodes its size as a rung and offers that instead, from then on.
     long_gop: str = "source"
     workers: int = 0  # transcode worker processes; 0: one per CPU core
-    preset: str = "veryfast"  # libx264 preset of every rung
-    profile: str = "high"
+    codec: str = "libx264"  # the rungs' encoder: libx264 (H.264) or libx265 (HEVC)
+    preset: str = "veryfast"  # the encoder's preset, for every rung
+    profile: str = ""  # "": high for libx264, main for libx265
     bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay
     threads: int = 0  # libx264 threads per rung; 0: libx264 decides
     sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
     lookahead: int = 0  # libx264 rc-lookahead frames: each one is a frame of rung delay
-    x264_params: str = ""  # extra libx264 settings, key=value:key=value
+    x264_params: str = ""  # extra encoder settings (x264-params / x265-params), k=v:k=v
+    maxrate: float = 1.1  # each rung's VBV peak rate, times its bitrate
+    bufsize: float = 1.5  # each rung's VBV buffer, in seconds of its bitrate
     # "aac": audio other than AAC (Opus, MP3, Speex, G.711, ...) is transcoded to AAC once,
     # for every rendition, even with the ladder off; "source": passed through where fMP4
     # can carry it (Opus), else left out.
@@ -150,12 +152,18 @@ class TranscodeConfig:
         if not (self.audio_bitrate == 0 or 16_000 <= self.audio_bitrate <= 512_000):
             raise ConfigError("transcode.audio_bitrate must be 0 (automatic) or "
                               "16000-512000 b/s")
+        if self.codec not in ENCODERS:
+            raise ConfigError(f"transcode.codec must be one of {', '.join(ENCODERS)}, "
+                              f"got {self.codec!r}")
         if self.preset not in X264_PRESETS:
             raise ConfigError(f"transcode.preset must be one of {', '.join(X264_PRESETS)}, "
                               f"got {self.preset!r}")
-        if self.profile not in H264_PROFILES:
-            raise ConfigError(f"transcode.profile must be one of {', '.join(H264_PROFILES)}, "
-                              f"got {self.profile!r}")
+        if self.profile and self.profile not in PROFILES[self.codec]:
+            raise ConfigError(f"transcode.profile of {self.codec} must be one of "
+                              f"{', '.join(PROFILES[self.codec])}, got {self.profile!r}")
+        if not (1.0 <= self.maxrate <= 4.0 and 0.1 <= self.bufsize <= 10.0):
+            raise ConfigError("transcode.maxrate must be 1-4 (times the bitrate), "
+                              "bufsize 0.1-10 (seconds of the bitrate)")
         if self.workers < 0 or self.threads < 0 or not 0 <= self.bframes <= 16:
             raise ConfigError("transcode.workers and threads must be >= 0, bframes 0-16")
         if not 0 <= self.lookahead <= 250:

@@ -160,10 +160,16 @@ workers = 3
 preset = "faster"
 lookahead = 10
 long_gop = "reencode"
+codec = "libx265"
+maxrate = 1.5
+bufsize = 2
+audio = "source"
+audio_bitrate = 96000
 """))
     assert config.transcode == TranscodeConfig(
         ladder=("480p@1200k", "320x180@150k"), passthrough=False, workers=3, preset="faster",
-        lookahead=10, long_gop="reencode")
+        lookahead=10, long_gop="reencode", codec="libx265", maxrate=1.5, bufsize=2.0,
+        audio="source", audio_bitrate=96000)
     assert TranscodeConfig().enabled  # a ladder by default
 
 
@@ -179,6 +185,11 @@ long_gop = "reencode"
     ("[transcode]\nrungs = 3\n", "rungs"),
     ('[transcode]\nlong_gop = "cut"\n', "long_gop"),
     ('[transcode]\nladder = ["480p@1M", "854x480@2M"]\n', "same size"),
+    ('[transcode]\ncodec = "libvpx"\n', "libx264, libx265"),
+    ('[transcode]\ncodec = "libx265"\nprofile = "high"\n', "profile of libx265"),
+    ("[transcode]\nmaxrate = 0.5\n", "maxrate"),
+    ('[transcode]\naudio = "mp3"\n', "audio must be aac or source"),
+    ("[transcode]\naudio_bitrate = 1000\n", "audio_bitrate"),
 ])
 def test_invalid_transcode_settings(tmp_path: Path, text: str, mentions: str) -> None:
     with pytest.raises(ConfigError, match=mentions):

@@ -283,3 +283,25 @@ async def test_long_gops_get_a_reencoded_top_rung_in_place_of_the_source(
     assert keys == _listed_starts(server, "360p")  # an IDR at every segment start
     metrics = await scrape(server)
     assert metrics.get("golive_hls_forced_cuts_total", stream=NAME, rendition="source")
+
+
+async def test_hevc_rungs_are_offered_beside_the_h264_source(make_server: MakeServer) -> None:
+    server = await make_server(keys={KEY: NAME}, transcode=TranscodeConfig(
+        ladder=("180p@150k",), codec="libx265", preset="ultrafast"))
+    clip = encode_clip(7.0, 640, 360)
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(clip.tags)
+    await eventually(lambda: server.packager.get(NAME) is not None
+                     and len(_segments(server, "180p")) >= 2, timeout=30,
+                     what="two HEVC segments")
+    await publisher.close()
+    status, master = await http_get(server.http_port, f"/live/{NAME}/index.m3u8")
+    assert status == 200
+    codecs = dict(zip(re.findall(r"\n(\S+)/index.m3u8", master),
+                      re.findall(r'CODECS="([^",]+)', master), strict=True))
+    assert codecs["source"].startswith("avc1.") and codecs["180p"].startswith("hvc1.1.")
+    frames, keys = _decode(server, "180p")
+    assert frames and {(f.width, f.height) for f in frames} == {(320, 180)}
+    starts = _segment_starts(server, "180p")
+    assert keys == starts == _segment_starts(server, "source")[:len(starts)]

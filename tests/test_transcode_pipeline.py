@@ -174,3 +174,27 @@ def test_decoder_threads_by_source_pixel_rate(width: int, height: int, fps: int,
     track = Track(TrackKind.VIDEO, "h264", b"", width=width, height=height,
                   frame_rate=Fraction(fps))
     assert decoder_threads(track) == threads
+
+
+def test_hevc_rungs_with_libx265(source: tuple[Track, list[MediaUnit]]) -> None:
+    """`codec = "libx265"`: HEVC rungs with the same IDR discipline, an hvcC the packager
+    muxes, and the VBV settings passed on."""
+    track, units = source
+    units = units[:100]
+    settings = EncoderSettings(codec="libx265", preset="ultrafast", maxrate=1.2, bufsize=1.0)
+    rungs = transcode(track, units, idr_every=50, settings=settings)
+    wanted = sorted(u.pts for u in units)[::50]
+    for name, size in (("240p", (426, 240)), ("180p", (320, 180))):
+        rung_track, rung_units = rungs[name]
+        assert rung_track.codec == "hevc" and rung_track.codec_string.startswith("hvc1.1.")
+        assert rung_track.extradata[0] == 1  # hvcC configurationVersion, not Annex B
+        assert sorted(u.pts for u in rung_units if u.keyframe) == wanted
+        assert all(u.dts == u.pts for u in rung_units)
+        frames = decode(rung_track, rung_units)
+        assert len(frames) == len(units)
+        assert {(f.width, f.height) for f in frames} == {size}
+        assert [f.key_frame for f in frames].count(True) == len(wanted)
+    # x265 writes its settings into the stream: 1.2 x 300 kb/s peak over 1 s of buffer.
+    rung_track, rung_units = rungs["240p"]
+    written = rung_track.extradata + rung_units[0].data
+    assert b"vbv-maxrate=360" in written and b"vbv-bufsize=300" in written

@@ -41,10 +41,10 @@ import av
 from av.video.frame import PictureType, VideoFrame
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from golive.ingest.flv import avc_codec_string
 from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
-from golive.transcode.annexb import avcc_from_annexb, to_length_prefixed
-from golive.transcode.ladder import Rung
+from golive.transcode.annexb import to_length_prefixed
+from golive.transcode.encoders import DEFAULT_PROFILE, decoder_config, encoder_params
+from golive.transcode.ladder import BUFSIZE_SECONDS, MAXRATE_FACTOR, Rung
 
 log = logging.getLogger("golive.transcode")
 
@@ -60,10 +60,11 @@ Output = Callable[[str, "Track | MediaUnit"], None]
 
 @dataclass(frozen=True, slots=True)
 class EncoderSettings:
-    """libx264 settings shared by every rung (the bitrates are the rungs' own)."""
+    """Encoder settings shared by every rung (the bitrates are the rungs' own)."""
 
+    codec: str = "libx264"  # or libx265 (see encoders.py)
     preset: str = "veryfast"
-    profile: str = "high"
+    profile: str = ""  # "": the encoder's usual one (high for libx264, main for libx265)
     bframes: int = 0
     threads: int = 0  # libx264 threads per rung; 0 lets libx264 choose
     # x264 threads: several frames at once (False, as the ffmpeg CLI), or each frame split
@@ -75,7 +76,9 @@ class EncoderSettings:
     # the source, 0 puts them 0.2 s behind, so a low-latency player switching renditions
     # does not run out of buffer. More lookahead buys a little quality per bit.
     lookahead: int = 0
-    x264_params: str = ""  # anything else, as libx264's key=value:key=value
+    x264_params: str = ""  # anything else, as the encoder's key=value:key=value
+    maxrate: float = MAXRATE_FACTOR  # VBV peak rate, times the rung's bitrate
+    bufsize: float = BUFSIZE_SECONDS  # VBV buffer, in seconds of the rung's bitrate
     interpolation: str = "BICUBIC"  # swscale filter, as the ffmpeg CLI's default
     cascade: bool = True  # scale each rung from the one above it
 
@@ -108,13 +111,14 @@ class PipelineStats:
 
 
 def x264_params(settings: EncoderSettings) -> list[str]:
-    """The libx264 settings every rung shares (what a reference CLI must be given too)."""
-    params = ["scenecut=0", f"bframes={settings.bframes}",
-              f"sliced-threads={int(settings.sliced_threads)}",
-              f"rc-lookahead={settings.lookahead}", "sync-lookahead=0"]
-    if settings.x264_params:
-        params.append(settings.x264_params)
-    return params
+    """The encoder settings every rung shares (what a reference CLI must be given too)."""
+    return _params(settings)[1]
+
+
+def _params(settings: EncoderSettings) -> tuple[str, list[str]]:
+    return encoder_params(settings.codec, bframes=settings.bframes,
+                          lookahead=settings.lookahead, threads=settings.threads,
+                          sliced_threads=settings.sliced_threads, extra=settings.x264_params)
 
 
 class _RungEncoder:
@@ -141,7 +145,7 @@ class _RungEncoder:
         self.thread = threading.Thread(target=self._run, name=f"rung {rung.name}", daemon=True)
 
     def _open(self, settings: EncoderSettings) -> av.VideoCodecContext:
-        encoder = av.CodecContext.create("libx264", "w")
+        encoder = av.CodecContext.create(settings.codec, "w")
         encoder.width = self.width
         encoder.height = self.height
         encoder.pix_fmt = "yuv420p"
@@ -150,19 +154,24 @@ class _RungEncoder:
         encoder.bit_rate = self.rung.bitrate
         encoder.flags |= av.codec.context.Flags.global_header  # SPS/PPS as extradata
         encoder.thread_count = settings.threads
-        params = x264_params(settings)
+        option, params = _params(settings)
+        bitrate = self.rung.bitrate
         encoder.options = {
-            "preset": settings.preset, "profile": settings.profile,
-            "maxrate": str(self.rung.maxrate), "bufsize": str(self.rung.bufsize),
-            "g": "1000000", "forced-idr": "1", "x264-params": ":".join(params),
+            "preset": settings.preset,
+            "profile": settings.profile or DEFAULT_PROFILE[settings.codec],
+            "maxrate": str(round(bitrate * settings.maxrate)),
+            "bufsize": str(round(bitrate * settings.bufsize)),
+            "g": "1000000", "forced-idr": "1", option: ":".join(params),
         }
         encoder.open()
         return encoder
 
     def _track(self) -> Track:
         assert self._encoder is not None
-        avcc = avcc_from_annexb(bytes(self._encoder.extradata or b""))
-        return Track(TrackKind.VIDEO, "h264", avcc, codec_string=avc_codec_string(avcc),
+        codec, config, codec_string = decoder_config(
+            self._settings.codec, bytes(self._encoder.extradata or b""), self.width,
+            self.height)
+        return Track(TrackKind.VIDEO, codec, config, codec_string=codec_string,
                      width=self.width, height=self.height, pix_fmt="yuv420p",
                      frame_rate=self._frame_rate)
 

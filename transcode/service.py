@@ -27,7 +27,8 @@ class Transcoder:
         self.metrics = TranscodeMetrics(registry)
         self.ladder = tuple(parse_rung(text) for text in config.ladder)
         self.settings = EncoderSettings(
-            preset=config.preset, profile=config.profile, bframes=config.bframes,
+            codec=config.codec, preset=config.preset, profile=config.profile,
+            bframes=config.bframes, maxrate=config.maxrate, bufsize=config.bufsize,
             threads=config.threads, sliced_threads=config.sliced_threads,
             lookahead=config.lookahead,
             x264_params=config.x264_params)
