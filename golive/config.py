@@ -120,7 +120,7 @@ class TranscodeConfig:
     preset: str = "veryfast"  # the encoder's preset, for every rung
     profile: str = ""  # "": high for libx264, main for libx265
     bframes: int = 0  # 0 keeps rung timestamps identical to the source's and adds no delay
-    threads: int = 0  # libx264 threads per rung; 0: libx264 decides
+    threads: int = 0  # encoder threads per rung (x265: frame threads); 0: it decides
     sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
     lookahead: int = 0  # libx264 rc-lookahead frames: each one is a frame of rung delay
     x264_params: str = ""  # extra encoder settings (x264-params / x265-params), k=v:k=v

@@ -80,8 +80,6 @@ class AacTranscoder:
         self._resampler = self._new_resampler()
         self._origin_ms: int | None = None  # media time of sample 0 of this run
         self._samples = 0  # samples (at self.rate) put into the resampler in this run
-        self.frames_in = 0
-        self.frames_out = 0
         self.errors = 0  # units that did not decode
         self.restarts = 0  # new runs after a timestamp gap or jump
 
@@ -123,7 +121,6 @@ class AacTranscoder:
 
     def push(self, unit: MediaUnit) -> list[MediaUnit]:
         """One source audio unit in; the AAC frames it completed out (in order)."""
-        self.frames_in += 1
         try:
             frames = self._decoder.decode(av.Packet(unit.data))
         except av.error.FFmpegError:
@@ -171,7 +168,6 @@ class AacTranscoder:
                 continue
             ms = self._origin_ms + packet.pts * 1000 // self.rate
             out.append(MediaUnit(TrackKind.AUDIO, ms, ms, True, bytes(packet)))
-        self.frames_out += len(out)
         return out
 
     def _finish_run(self) -> list[MediaUnit]:

@@ -4,14 +4,14 @@ This runs inside a transcode worker process (`worker.py`), or in-process for ben
 tests; it knows nothing of processes or asyncio. PyAV releases the GIL inside libavcodec
 and libswscale calls, so the rung threads run their encoders in parallel.
 
-Where the CPU goes, measured here on the benchmark's 720p25 -> 480/360/240p veryfast ladder
-(about 22 ms of CPU per source frame): libx264 about 65%, decoding 4.1 ms (19%), scaling
-2.8 ms cascaded (13%). So the pipeline spends as little as possible outside the encoders:
+Where the CPU goes, measured one by one on the benchmark's 720p25 -> 480/360/240p veryfast
+ladder (about 22 ms of CPU per source frame in all): the three libx264 encodes 16.1 ms,
+decoding 4.1 ms, cascaded scaling 2.8 ms. So the pipeline spends as little as possible
+outside the encoders:
 
 * the decoder runs on one thread (`decoder_threads`): the rung threads already keep every
   core busy, and FFmpeg's frame-threaded H.264 decoding costs 15-20% more CPU per frame
   (4.1 -> 4.7-5.0 ms) and holds a frame per thread before the first one comes out;
-
 * frames go from the decoder to the rungs as they are (yuv420p from every H.264 decoder), no
   copy or conversion in between;
 * each rung scales with its own `VideoReformatter` (one frame reformatted from two threads at
@@ -66,7 +66,7 @@ class EncoderSettings:
     preset: str = "veryfast"
     profile: str = ""  # "": the encoder's usual one (high for libx264, main for libx265)
     bframes: int = 0
-    threads: int = 0  # libx264 threads per rung; 0 lets libx264 choose
+    threads: int = 0  # encoder threads per rung (x265: frame threads); 0: it chooses
     # x264 threads: several frames at once (False, as the ffmpeg CLI), or each frame split
     # between the threads (True: no frame of delay per thread, but measured 10% slower here
     # in bench/transcode.py, where the CLI's sliced threads were not)
