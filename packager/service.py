@@ -287,6 +287,7 @@ class Broadcast:
     def _feed(self, unit: MediaUnit) -> None:
         if unit.kind not in self._tracks:
             return
+        self.newest_ingest_ms = unit.dts  # the live edge every rendition is measured against
         if unit.kind is TrackKind.AUDIO and self._aac is not None:
             self._aac.push(unit)  # its AAC comes back to `_aac_unit`
             return
@@ -298,13 +299,12 @@ class Broadcast:
 
     def _package(self, unit: MediaUnit) -> None:
         """A unit of what the renditions carry: into the source lane, the ladders, the rungs."""
-        self.newest_ingest_ms = unit.dts
         version = self.source.version
         cut = self.lane.push(unit, self._listed)
         last = self.source.last_media_ms
         if last is not None:
             self.metrics.live_edge_delay.labels(self.name, SOURCE).set(
-                max(0, unit.dts - last) / 1000)
+                max(0, (self.newest_ingest_ms or unit.dts) - last) / 1000)
         if self.transcoded is not None:
             self.transcoded.source_unit(unit, cut)
         if self.source.version != version:
