@@ -34,7 +34,7 @@ class PackagerMetrics:
         self.dropped_units = Counter(
             "golive_hls_dropped_units_total",
             "Units the packager could not place (before the first keyframe, after a jump, "
-            "out-of-order audio, unsupported codec).", ["stream"], registry=registry)
+            "out-of-order audio, unsupported codec, empty).", ["stream"], registry=registry)
         self.live_edge_delay = Gauge(
             "golive_live_edge_delay_seconds",
             "How far the newest listed part lags the newest ingested frame (media time).",

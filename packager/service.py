@@ -287,6 +287,9 @@ class Broadcast:
     def _feed(self, unit: MediaUnit) -> None:
         if unit.kind not in self._tracks:
             return
+        if not unit.data:  # nothing to play, and libavformat refuses the part holding it
+            self.metrics.dropped_units.labels(self.name).inc()
+            return
         self.newest_ingest_ms = unit.dts  # the live edge every rendition is measured against
         if unit.kind is TrackKind.AUDIO and self._aac is not None:
             self._aac.push(unit)  # its AAC comes back to `_aac_unit`

@@ -130,7 +130,9 @@ def test_a_corrupt_frame_is_skipped_and_the_rest_transcoded() -> None:
     track, units = encode_tone("libmp3lame", 44100, "stereo", seconds=2.0)
     units[20] = units[20]._replace(data=b"\xff\xfb" + bytes(30))  # a truncated MP3 frame
     units[30] = units[30]._replace(data=b"\x00" * 5)
+    units[40] = units[40]._replace(data=b"")  # to libavcodec, the end of the stream
     core, out = transcode(track, units)
+    assert core.errors <= 3
     pcm = decode_aac(core.track, out)
     assert abs(pcm.shape[1] / 44100 - 2.0) < 0.1
     assert abs(dominant_hz(pcm, 44100) - TONE_HZ) < 5
@@ -228,3 +230,20 @@ async def test_closing_stops_delivery_at_once() -> None:
     count = len(got)
     await asyncio.sleep(0.2)
     assert len(got) == count  # nothing is delivered after close
+
+
+@settings(max_examples=60, deadline=None)
+@given(codec=st.sampled_from(["opus", "mp3", "pcm_alaw", "adpcm_swf", "nellymoser"]),
+       payloads=st.lists(st.binary(max_size=600), max_size=40))
+def test_any_bytes_are_skipped_or_transcoded_never_an_exception(
+        codec: str, payloads: list[bytes]) -> None:
+    """A publisher's garbage audio costs that audio, nothing else: the core never raises."""
+    opus_head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00"
+    track = Track(TrackKind.AUDIO, codec, opus_head if codec == "opus" else b"",
+                  sample_rate=48000 if codec == "opus" else 22050, channels=2)
+    core = AacTranscoder(track)
+    out = [aac for i, data in enumerate(payloads)
+           for aac in core.push(MediaUnit(TrackKind.AUDIO, i * 20, i * 20, True, data))]
+    out += core.flush()
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(out))
+    assert core.errors <= len(payloads)

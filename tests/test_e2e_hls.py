@@ -22,7 +22,7 @@ import aiohttp
 import av
 import pytest
 from conftest import MakeServer, eventually, http_get, scrape
-from publishers import FPS, PyAvPublisher, RawPublisher, encode_clip
+from publishers import FPS, FlvTag, PyAvPublisher, RawPublisher, encode_clip
 
 from golive.config import HlsConfig
 from golive.packager.rendition import Rendition
@@ -271,3 +271,27 @@ async def test_mpegts_playlist_for_legacy_players(make_server: MakeServer) -> No
     with av.open(io.BytesIO(body), format="mpegts") as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == len(clip.encoded.video)
+
+
+async def test_empty_frames_from_a_publisher_are_dropped_alone(make_server: MakeServer) -> None:
+    """An AAC tag with no frame in it and a video tag with no NAL unit carry nothing to
+    play (and libavformat's mp4 muxer refuses a part holding an empty video sample): they
+    are dropped and counted, and the stream around them is whole."""
+    server = await make_server(keys={KEY: NAME})
+    clip = encode_clip(6.0, 320, 240)
+    tags = list(clip.tags)
+    middle = next(i for i, t in enumerate(tags) if t.is_coded_audio and t.timestamp > 3000)
+    at = tags[middle].timestamp
+    tags[middle:middle] = [FlvTag(8, at, tags[middle].body[:2]),  # AAC raw, nothing in it
+                           FlvTag(9, at, b"\x27\x01\x00\x00\x00")]  # AVC NALU, no NAL unit
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(tags)
+    await publisher.close()
+    await eventually(lambda: server.packager.get(NAME) is not None
+                     and not server.packager.get(NAME).live, what="the end of the stream")
+    metrics = await scrape(server)
+    assert metrics.count("golive_hls_mux_errors_total", stream=NAME) == 0
+    assert metrics.count("golive_hls_dropped_units_total", stream=NAME) >= 2
+    # Everything else is in the segments: 6 s of 25 fps video.
+    assert sum(s.duration_ms for s in source(server).segments) >= 5900

@@ -107,6 +107,7 @@ def test_a_corrupt_unit_is_counted_and_the_stream_goes_on(
     damaged = list(units)
     victim = damaged[10]
     damaged[10] = victim._replace(data=struct.pack(">I", 40) + bytes([0x41]) + b"\xff" * 39)
+    damaged[60] = damaged[60]._replace(data=b"")  # to libavcodec, the end of the stream
     out: list[Track | MediaUnit] = []
     pipeline = LadderPipeline(track, (parse_rung("180p@150k"),), EncoderSettings(),
                               lambda name, item: out.append(item))
@@ -115,6 +116,7 @@ def test_a_corrupt_unit_is_counted_and_the_stream_goes_on(
     pipeline.close()
     assert len([u for u in out if isinstance(u, MediaUnit)]) >= len(units) - 25
     assert pipeline.stats.decoded >= len(units) - 25
+    assert pipeline.stats.decode_errors >= 1  # the empty one, at least
 
 
 def test_annexb_conversion_on_real_encoder_output(

@@ -121,6 +121,9 @@ class AacTranscoder:
 
     def push(self, unit: MediaUnit) -> list[MediaUnit]:
         """One source audio unit in; the AAC frames it completed out (in order)."""
+        if not unit.data:  # an empty packet is libavcodec's end of stream: it would end ours
+            self.errors += 1
+            return []
         try:
             frames = self._decoder.decode(av.Packet(unit.data))
         except av.error.FFmpegError:

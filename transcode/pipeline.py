@@ -329,6 +329,9 @@ class LadderPipeline:
                 raise RuntimeError(encoder.error)
         if idr:
             self._idr_pts.add(unit.pts)
+        if not unit.data:  # an empty packet is libavcodec's end of stream: it would end ours
+            self.stats.decode_errors += 1
+            return
         packet = av.Packet(unit.data)
         packet.pts = unit.pts
         packet.dts = unit.dts
