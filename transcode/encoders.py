@@ -43,8 +43,8 @@ def encoder_params(encoder: str, *, bframes: int, lookahead: int, threads: int,
     return option, params
 
 
-def decoder_config(encoder: str, annexb: bytes, width: int, height: int) -> tuple[str, bytes,
-                                                                                  str]:
+def decoder_config(encoder: str, annexb: bytes, width: int,
+                   height: int) -> tuple[str, bytes, str]:
     """(codec, MP4 decoder configuration record, RFC 6381 codec string) of an encoder's
     Annex B global header."""
     if encoder == "libx265":
