@@ -260,17 +260,19 @@ def ffmpeg_command(ffmpeg: str, source: Path, rungs: tuple[Rung, ...],
                    outputs: list[Path], sliced: bool) -> list[str]:
     """One decode, a split, and per rung scale + libx264 with golive's settings
     (`x264_params`) on the given thread model."""
-    params = ":".join(x264_params(replace(EncoderSettings(), sliced_threads=sliced)))
+    settings = replace(EncoderSettings(), sliced_threads=sliced)
+    params = ":".join(x264_params(settings))
     sizes = [r.size_for(WIDTH, HEIGHT) for r in rungs]
     graph = f"[0:v]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs))) + ";"
     graph += ";".join(f"[s{i}]scale={w}:{h}:flags=bicubic[o{i}]" for i, (w, h) in enumerate(sizes))
     command = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
                "-i", str(source), "-filter_complex", graph]
     for i, (rung, path) in enumerate(zip(rungs, outputs, strict=True)):
+        maxrate, bufsize = settings.vbv(rung)
         command += [
             "-map", f"[o{i}]", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-            "-b:v", str(rung.bitrate), "-maxrate", str(rung.maxrate),
-            "-bufsize", str(rung.bufsize), "-x264-params", params,
+            "-b:v", str(rung.bitrate), "-maxrate", str(maxrate),
+            "-bufsize", str(bufsize), "-x264-params", params,
             "-g", "1000000", "-forced-idr", "1", "-force_key_frames", "expr:gte(t,n_forced*2)",
             "-fps_mode", "passthrough", "-an", "-f", "mp4", str(path),
         ]

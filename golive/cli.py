@@ -12,7 +12,7 @@ import click
 from golive import __version__
 from golive.config import (
     ENCODERS,
-    X264_PRESETS,
+    PRESETS,
     Config,
     ConfigError,
     IngestConfig,
@@ -109,7 +109,7 @@ def main() -> None:
               help="The rungs' video encoder: libx264 (H.264, every player) or libx265 (HEVC: "
                    "less bitrate for Safari/iOS and TVs, several times the CPU).  "
                    "[default: libx264]")
-@click.option("--x264-preset", type=click.Choice(X264_PRESETS), default=None,
+@click.option("--x264-preset", type=click.Choice(PRESETS), default=None,
               help="Encoder preset of every rung (libx265 takes the same names).  "
                    "[default: veryfast]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],

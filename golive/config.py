@@ -14,9 +14,8 @@ from typing import Any
 from golive.ingest.chunk import MAX_MESSAGE_SIZE
 from golive.ingest.hub import DEFAULT_SUBSCRIBER_CAPACITY
 from golive.ingest.keys import is_valid_stream_name
-from golive.transcode.encoders import ENCODERS, PROFILES
-from golive.transcode.encoders import PRESETS as X264_PRESETS
-from golive.transcode.ladder import LadderError, parse_rung
+from golive.transcode.encoders import ENCODERS, PRESETS, PROFILES
+from golive.transcode.ladder import BUFSIZE_SECONDS, MAXRATE_FACTOR, LadderError, parse_rung
 
 
 class ConfigError(ValueError):
@@ -124,8 +123,8 @@ class TranscodeConfig:
     sliced_threads: bool = False  # True: x264 splits frames between threads (less delay)
     lookahead: int = 0  # libx264 rc-lookahead frames: each one is a frame of rung delay
     x264_params: str = ""  # extra encoder settings (x264-params / x265-params), k=v:k=v
-    maxrate: float = 1.1  # each rung's VBV peak rate, times its bitrate
-    bufsize: float = 1.5  # each rung's VBV buffer, in seconds of its bitrate
+    maxrate: float = MAXRATE_FACTOR  # each rung's VBV peak rate, times its bitrate
+    bufsize: float = BUFSIZE_SECONDS  # each rung's VBV buffer, in seconds of its bitrate
     # "aac": audio other than AAC (Opus, MP3, Speex, G.711, ...) is transcoded to AAC once,
     # for every rendition, even with the ladder off; "source": passed through where fMP4
     # can carry it (Opus), else left out.
@@ -155,8 +154,8 @@ class TranscodeConfig:
         if self.codec not in ENCODERS:
             raise ConfigError(f"transcode.codec must be one of {', '.join(ENCODERS)}, "
                               f"got {self.codec!r}")
-        if self.preset not in X264_PRESETS:
-            raise ConfigError(f"transcode.preset must be one of {', '.join(X264_PRESETS)}, "
+        if self.preset not in PRESETS:
+            raise ConfigError(f"transcode.preset must be one of {', '.join(PRESETS)}, "
                               f"got {self.preset!r}")
         if self.profile and self.profile not in PROFILES[self.codec]:
             raise ConfigError(f"transcode.profile of {self.codec} must be one of "

@@ -82,6 +82,10 @@ class EncoderSettings:
     interpolation: str = "BICUBIC"  # swscale filter, as the ffmpeg CLI's default
     cascade: bool = True  # scale each rung from the one above it
 
+    def vbv(self, rung: Rung) -> tuple[int, int]:
+        """The rung's VBV peak rate and buffer size, in bits (per second)."""
+        return round(rung.bitrate * self.maxrate), round(rung.bitrate * self.bufsize)
+
 
 @dataclass(slots=True)
 class RungStats:
@@ -155,12 +159,11 @@ class _RungEncoder:
         encoder.flags |= av.codec.context.Flags.global_header  # SPS/PPS as extradata
         encoder.thread_count = settings.threads
         option, params = _params(settings)
-        bitrate = self.rung.bitrate
+        maxrate, bufsize = settings.vbv(self.rung)
         encoder.options = {
             "preset": settings.preset,
             "profile": settings.profile or DEFAULT_PROFILE[settings.codec],
-            "maxrate": str(round(bitrate * settings.maxrate)),
-            "bufsize": str(round(bitrate * settings.bufsize)),
+            "maxrate": str(maxrate), "bufsize": str(bufsize),
             "g": "1000000", "forced-idr": "1", option: ":".join(params),
         }
         encoder.open()
