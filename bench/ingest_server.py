@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from golive.config import Config, HttpConfig, IngestConfig
-from golive.ingest.hub import LiveStream, StreamEnded, Subscription
+from golive.hub import LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit
 from golive.server import Server, run_event_loop
 

@@ -19,7 +19,7 @@ from golive.config import (
     load_config,
     with_overrides,
 )
-from golive.ingest.keys import is_valid_stream_name
+from golive.names import is_valid_stream_name
 from golive.server import Server, run_event_loop, serve_forever
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from golive.hub import DEFAULT_SUBSCRIBER_CAPACITY
 from golive.ingest.chunk import MAX_MESSAGE_SIZE
-from golive.ingest.hub import DEFAULT_SUBSCRIBER_CAPACITY
-from golive.ingest.keys import is_valid_stream_name
+from golive.names import is_valid_stream_name
 from golive.transcode.encoders import ENCODERS, PRESETS, PROFILES
 from golive.transcode.ladder import BUFSIZE_SECONDS, MAXRATE_FACTOR, LadderError, parse_rung
 

@@ -1,7 +1,8 @@
 """The one unit type that flows between stages: a track description and media units.
 
-No `av` objects cross a stage boundary. Timestamps are integers in the track's declared time
-base (RTMP ingest uses milliseconds, unwrapped past 32 bits). Unit payloads are in MP4 sample
+No `av` objects cross a stage boundary. Timestamps are integer milliseconds (`MILLISECONDS`,
+the one declaration of that unit, which muxers and encoders set as their time base), as RTMP
+carries them, unwrapped past 32 bits. Unit payloads are in MP4 sample
 format, exactly as FLV carries them: length-prefixed NAL units for H.264/HEVC (the
 `extradata` is the avcC/hvcC record), low-overhead OBUs for AV1 (av1C), raw frames for audio
 (AudioSpecificConfig / OpusHead as extradata). Muxers that need Annex B (MPEG-TS) convert with
@@ -15,7 +16,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import NamedTuple
 
-MILLISECONDS = Fraction(1, 1000)
+MILLISECONDS = Fraction(1, 1000)  # the time base of every MediaUnit's dts and pts
 
 
 class TrackKind(StrEnum):
@@ -30,7 +31,6 @@ class Track:
     kind: TrackKind
     codec: str  # FFmpeg codec name: h264, hevc, av1, vp9, aac, opus, mp3, ...
     extradata: bytes
-    time_base: Fraction = MILLISECONDS
     codec_string: str = ""  # RFC 6381, for playlists (avc1.64001F, mp4a.40.2)
     width: int = 0
     height: int = 0

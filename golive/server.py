@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from golive.config import Config
-from golive.ingest.hub import Hub
+from golive.hub import Hub
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
 from golive.origin.app import build_app

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from golive.codecs import CODEC_STRINGS
 from golive.media import MediaUnit, TrackKind
 
 from . import amf0
@@ -33,16 +34,7 @@ from .events import (
     PublishRequested,
     PublishStopped,
 )
-from .flv import (
-    AudioPacketType,
-    VideoPacketType,
-    aac_codec_string,
-    av1_codec_string,
-    avc_codec_string,
-    hevc_codec_string,
-    parse_audio,
-    parse_video,
-)
+from .flv import AudioPacketType, VideoPacketType, parse_audio, parse_video
 from .handshake import ServerHandshake
 from .messages import (
     CSID_COMMAND,
@@ -79,12 +71,6 @@ _AUDIO_CONFIG = AudioPacketType.SEQUENCE_START
 _AUDIO_WITHOUT_CONFIG = frozenset({"mp3", "pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_alaw",
                                    "pcm_mulaw", "nellymoser", "adpcm_swf", "speex", "ac3",
                                    "eac3"})
-_CODEC_STRINGS: dict[str, Callable[[bytes], str]] = {
-    "h264": avc_codec_string,
-    "hevc": hevc_codec_string,
-    "av1": av1_codec_string,
-    "aac": aac_codec_string,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,12 +285,12 @@ class ServerConnection:
                 self._events.append(self._codec_configured(_AUDIO, codec, config))
 
     def _codec_configured(self, kind: TrackKind, codec: str, config: bytes) -> CodecConfigured:
-        describe = _CODEC_STRINGS.get(codec)
+        describe = CODEC_STRINGS.get(codec)
         codec_string = ""
         if describe is not None:
             try:
                 codec_string = describe(config)
-            except (FlvError, ValueError, IndexError):
+            except (ValueError, IndexError):  # CodecConfigError is a ValueError
                 self._drop("codec_config", f"unreadable {codec} configuration record")
         return CodecConfigured(kind, codec, config, codec_string)
 

@@ -1,5 +1,6 @@
-"""Stream keys are secrets; stream names are public. This module is the only place that maps
-one to the other, so nothing downstream of ingest ever holds a key."""
+"""Stream keys are secrets; stream names are public. This module holds the one rule that maps
+a key to the name its publication gets, so nothing downstream of ingest ever holds a key.
+What a name may look like is `golive.names`'s rule."""
 
 from __future__ import annotations
 
@@ -7,19 +8,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-
-def is_valid_stream_name(name: str) -> bool:
-    """Public names appear in URLs, file names and metric labels: keep them plain."""
-    return (
-        0 < len(name) <= 64
-        and name[0] != "."
-        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
-    )
+from golive.names import is_valid_stream_name
 
 
 def open_mode_name(key: str) -> str:
-    """A stable public name for a key in --open mode: the same encoder reconnecting gets the
-    same name, and the name reveals nothing about the key."""
+    """A stable public name for a key nobody configured (--open mode, or a key the webhook
+    allowed without naming it): the same encoder reconnecting gets the same name, and the
+    name reveals nothing about the key."""
     return "s-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
@@ -31,10 +26,19 @@ class KeyTable:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def lookup(self, key: str) -> str | None:
-        """The public name for `key`, or None when the key is not valid."""
+    def name_for(self, key: str, *, chosen: str | None = None,
+                 authorized: bool = False) -> str | None:
+        """The public name a publish with `key` gets, or None when it may not publish.
+
+        In order: the name the operator's webhook `chosen` (None if that name is invalid),
+        the name configured for the key, else a name derived from the key when any key may
+        publish (open mode) or the webhook `authorized` this one.
+        """
+        if chosen:
+            return chosen if is_valid_stream_name(chosen) else None
+        encoded = key.encode("utf-8", "surrogatepass")
         for secret, name in self._keys.items():
             # Constant-time per candidate: the comparison must not leak how much matched.
-            if hmac.compare_digest(secret.encode(), key.encode("utf-8", "surrogatepass")):
+            if hmac.compare_digest(secret.encode(), encoded):
                 return name
-        return open_mode_name(key) if self.open_mode else None
+        return open_mode_name(key) if self.open_mode or authorized else None

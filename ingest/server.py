@@ -15,7 +15,9 @@ import time
 from fractions import Fraction
 from typing import Any, cast
 
+from golive.codecs import aac_rate_and_channels
 from golive.config import IngestConfig
+from golive.hub import Hub, LiveStream
 from golive.media import MediaUnit, Track, TrackKind
 
 from .chunk import ChunkLimits
@@ -33,9 +35,7 @@ from .events import (
     PublishRequested,
     PublishStopped,
 )
-from .flv import aac_rate_and_channels
-from .hub import Hub, LiveStream
-from .keys import KeyTable, is_valid_stream_name, open_mode_name
+from .keys import KeyTable
 from .metrics import IngestMetrics
 from .webhook import PublishWebhook
 
@@ -118,17 +118,15 @@ class IngestService:
                 "flashver": connected.flash_ver if connected else "",
                 "tcurl": connected.tc_url if connected else "",
             }
-            known = self.keys.lookup(request.key)
+            known = self.keys.name_for(request.key)
             if known:
                 form["stream"] = known
-            decision = await self.webhook.on_publish(form, self.keys)
+            decision = await self.webhook.on_publish(form)
             if not decision.allowed:
                 return None, decision.reason or "webhook_denied"
-            name = decision.name or open_mode_name(request.key)
-            if not is_valid_stream_name(name):
-                return None, "webhook returned an invalid stream name"
-            return name, ""
-        name = self.keys.lookup(request.key)
+            name = self.keys.name_for(request.key, chosen=decision.name, authorized=True)
+            return (name, "") if name else (None, "webhook returned an invalid stream name")
+        name = self.keys.name_for(request.key)
         return (name, "") if name else (None, "unknown stream key")
 
     def notify_unpublished(self, stream: LiveStream, key: str, client: str) -> None:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .keys import KeyTable
-
 log = logging.getLogger("golive.ingest.webhook")
 
 
@@ -36,7 +34,7 @@ class PublishWebhook:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def on_publish(self, form: dict[str, str], keys: KeyTable) -> Decision:
+    async def on_publish(self, form: dict[str, str]) -> Decision:
         try:
             async with self._client().post(self.url, data=form, allow_redirects=False) as resp:
                 if not 200 <= resp.status < 300:
@@ -46,7 +44,7 @@ class PublishWebhook:
                     body = await resp.json()
                     if isinstance(body, dict) and isinstance(body.get("name"), str):
                         name = body["name"]
-                return Decision(True, name or keys.lookup(form["name"]) or None)
+                return Decision(True, name)  # None: the key table names it (`KeyTable.name_for`)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             return Decision(False, reason=f"webhook failed: {type(exc).__name__}")
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from golive.ingest.hub import Hub
+from golive.hub import Hub
 from golive.media import Track, TrackKind
 from golive.origin import hls, player
 from golive.origin.metrics import OriginMetrics

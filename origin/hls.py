@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from golive.ingest.keys import is_valid_stream_name
+from golive.names import is_valid_stream_name
 from golive.origin.metrics import OriginMetrics
 from golive.origin.viewers import ViewerCounter
 from golive.packager.rendition import Rendition

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from golive.ingest.keys import is_valid_stream_name
+from golive.names import is_valid_stream_name
 from golive.origin.hls import PACKAGER
 from golive.packager.service import Broadcast
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable
-from fractions import Fraction
 
 import av
 from av.container import InputContainer
 
-from golive.media import MediaUnit, Track, TrackKind
+from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
 
-MILLISECONDS = Fraction(1, 1000)
 FRAGMENT_FLAGS = "empty_moov+default_base_moof+frag_discont+skip_trailer"
 
 # FLV sequence-header payloads (FLV spec; Enhanced RTMP for HEVC, AV1, VP9 and Opus).

@@ -41,9 +41,8 @@ import av
 from av.container import InputContainer, OutputContainer
 from av.stream import Stream
 
-from golive.media import MediaUnit, Track, TrackKind
+from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import (
-    MILLISECONDS,
     UnsupportedCodec,
     _flv_flags,
     _sequence_header,

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 
 from golive.config import HlsConfig
-from golive.ingest.hub import Hub, LiveStream, Subscription
+from golive.hub import Hub, LiveStream, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO
 from golive.packager.lane import Lane

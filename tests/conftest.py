@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
-from golive.ingest.hub import Hub, LiveStream, StreamEnded, Subscription
+from golive.hub import Hub, LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.server import Server
 

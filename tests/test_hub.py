@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from golive.ingest.hub import Hub, LiveStream, StreamEnded, Subscription
+from golive.hub import Hub, LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 
 VIDEO_TRACK = Track(TrackKind.VIDEO, "h264", b"avcc", codec_string="avc1.64001F")

@@ -31,15 +31,12 @@ import av.audio.resampler
 import av.error
 from prometheus_client import CollectorRegistry, Counter
 
-from golive.ingest.flv import aac_codec_string
+from golive.codecs import AAC_RATES, aac_codec_string
 from golive.media import MediaUnit, Track, TrackKind
 
 log = logging.getLogger("golive.transcode")
 
 MAX_DRIFT_MS = 200  # input timestamps this far from the sample count start a new run
-# The sample rates an AAC AudioSpecificConfig can name by index; others are resampled.
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
-             8000, 7350)
 INPUT_QUEUE = 500  # units waiting for the thread: 10 s of 20 ms frames
 BITRATE_PER_CHANNEL = 64_000  # the default: 128 kb/s stereo, 64 kb/s mono
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the thread's last frames at the end of a stream

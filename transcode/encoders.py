@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from golive.ingest.flv import avc_codec_string, hevc_codec_string
+from golive.codecs import avc_codec_string, hevc_codec_string
 from golive.media import Track, TrackKind
 from golive.transcode.annexb import avcc_from_annexb
 
