@@ -41,18 +41,14 @@ async def streams(request: web.Request) -> web.Response:
     body = []
     for stream in request.app[HUB].streams():
         uptime = max(now - stream.started_at, 1e-3)
-        broadcast = packager.get(stream.name)
-        renditions = []
-        if broadcast is not None:
-            for name, rendition in broadcast.renditions.items():
-                peak, average = rendition.bandwidth()
-                renditions.append({
-                    "name": name, "playlist": f"/live/{stream.name}/{name}/index.m3u8",
-                    "codecs": list(rendition.codecs),
-                    "resolution": list(rendition.resolution) if rendition.resolution else None,
-                    "bandwidth": peak, "average_bandwidth": average,
-                    "segments": len(rendition.segments), "last_msn": rendition.last_msn,
-                    "transcode": broadcast.rung_status(name)})
+        status = packager.status(stream.name)
+        renditions = [{
+            "name": r.name, "playlist": f"/live/{stream.name}/{r.name}/index.m3u8",
+            "codecs": list(r.codecs),
+            "resolution": list(r.resolution) if r.resolution else None,
+            "bandwidth": r.bandwidth, "average_bandwidth": r.average_bandwidth,
+            "segments": r.segments, "last_msn": r.last_msn, "transcode": r.transcode,
+        } for r in (status.renditions if status is not None else ())]
         body.append({
             "name": stream.name,
             "playlist": f"/live/{stream.name}/index.m3u8",

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from golive.names import is_valid_stream_name
 from golive.origin.hls import PACKAGER
-from golive.packager.service import Broadcast
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAYER_DIR = PROJECT_ROOT / "node_modules" / "hls.js" / "dist"
@@ -136,14 +135,6 @@ def _page(title: str, body: str, *, head: str = "") -> str:
 """
 
 
-def _state(broadcast: Broadcast) -> str:
-    if broadcast.ended:
-        return "ended"
-    if not broadcast.live:
-        return "reconnecting"
-    return "live" if broadcast.has_media else "waiting"
-
-
 def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -151,14 +142,14 @@ def _duration(seconds: float) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    broadcasts = sorted(request.app[PACKAGER].broadcasts.values(), key=lambda b: b.name)
+    broadcasts = request.app[PACKAGER].statuses()
     now = time.time()
     rows = []
     for broadcast in broadcasts:
         name = html.escape(broadcast.name)
-        state = _state(broadcast)
-        source = broadcast.source
-        size = "&times;".join(map(str, source.resolution)) if source.resolution else ""
+        state = broadcast.state
+        resolution = broadcast.resolution
+        size = "&times;".join(map(str, resolution)) if resolution else ""
         playlist = f"/live/{name}/index.m3u8"
         rows.append(
             f'<tr><td><a href="/watch/{name}">{name}</a></td>'
@@ -187,8 +178,8 @@ async def watch(request: web.Request) -> web.Response:
     safe = html.escape(name)
     playlist = f"/live/{safe}/index.m3u8"
     low_latency = request.query.get("lowLatency", "1") != "0"
-    broadcast = request.app[PACKAGER].get(name)
-    state = _state(broadcast) if broadcast is not None else "offline"
+    broadcast = request.app[PACKAGER].status(name)
+    state = broadcast.state if broadcast is not None else "offline"
     toggle = (f'<a href="/watch/{safe}?lowLatency=0">standard latency</a>' if low_latency
               else f'<a href="/watch/{safe}">low latency</a>')
     header = (f'<header><h1>{safe}</h1><span class="state {state}">{state}</span>'

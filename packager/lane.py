@@ -22,8 +22,9 @@ from golive.packager.timeline import Part, Segmenter, TimelineConfig
 
 log = logging.getLogger("golive.packager")
 
-# Called after each part is listed (the rendition already counts it).
-OnListed = Callable[[Part], None]
+# What reacts to a listed part (the rendition already counts it): the MPEG-TS output, the
+# rungs' alignment, the recorder, the long-GOP policy register one each (`Lane.on_listed`).
+OnListed = Callable[[Part, Rendition], None]
 
 
 def first_video_pts(part: Part) -> int | None:
@@ -46,6 +47,11 @@ class Lane:
         # Called before a part that starts a segment is listed: rungs align their segment
         # numbers to the source's there, and take the date of the source's segment.
         self.before_segment: Callable[[Part], float | None] | None = None
+        self._listeners: list[OnListed] = []
+
+    def on_listed(self, listener: OnListed) -> None:
+        """Call `listener` after each part this lane lists, in the order registered."""
+        self._listeners.append(listener)
 
     @property
     def started(self) -> bool:
@@ -73,29 +79,29 @@ class Lane:
         if discontinuity or self.inits > 1:
             rendition.mark_discontinuity()
 
-    def push(self, unit: MediaUnit, on_listed: OnListed | None = None) -> bool:
+    def push(self, unit: MediaUnit) -> bool:
         """Cut and list; True when this unit starts a segment (a cut point)."""
         segmenter = self.segmenter
         if segmenter is None or unit.kind not in self.tracks:
             return False
         started = segmenter.segments_started
         jumps = segmenter.jumps
-        self.list(segmenter.push(unit), on_listed)
+        self.list(segmenter.push(unit))
         if segmenter.jumps != jumps:
             self.metrics.discontinuities.labels(self.stream, "timestamp jump").inc()
         return segmenter.segments_started != started
 
-    def flush(self, on_listed: OnListed | None = None) -> None:
+    def flush(self) -> None:
         """The units are over (publisher gone, codec change): list what is open."""
         segmenter = self.segmenter
         if segmenter is None:
             return
-        self.list(segmenter.flush(), on_listed)
+        self.list(segmenter.flush())
         if segmenter.dropped:
             self.metrics.dropped_units.labels(self.stream).inc(segmenter.dropped)
         self.segmenter = None
 
-    def list(self, parts: list[Part], on_listed: OnListed | None = None) -> None:
+    def list(self, parts: list[Part]) -> None:
         muxer, segmenter, rendition = self.muxer, self.segmenter, self.rendition
         if not parts or muxer is None or segmenter is None:
             return
@@ -125,8 +131,8 @@ class Lane:
                 segment = rendition.segments[-1]
                 self.metrics.segments.labels(self.stream, name).inc()
                 self.metrics.segment_bytes.labels(self.stream, name).inc(segment.size)
-            if on_listed is not None:
-                on_listed(part)
+            for listener in self._listeners:
+                listener(part, rendition)
 
     def close(self) -> None:
         if self.muxer is not None:

@@ -21,10 +21,18 @@ rounds above it; the final VOD playlist uses the longest real segment, rounded.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+
+from prometheus_client import Counter
 
 from golive.packager.playlist import MediaPlaylist, SegmentEntry, render_media_playlist
+from golive.packager.rendition import Rendition
 from golive.packager.store import Store
+from golive.packager.timeline import Part
+
+log = logging.getLogger("golive.packager")
 
 PLAYLIST = "index.m3u8"
 ENDLIST = "#EXT-X-ENDLIST"
@@ -119,3 +127,42 @@ def seal_recording(store: Store, prefix: str) -> bool:
     lines.append(ENDLIST)
     store.put(prefix + PLAYLIST, ("\n".join(lines) + "\n").encode())
     return True
+
+
+class BroadcastRecording:
+    """Records a broadcast's source rendition as it is listed: a listener on the source lane.
+
+    Recording must never stop the live stream: a failure (disk full) ends the recording,
+    logged and counted, and the broadcast goes on.
+    """
+
+    def __init__(self, stream: str, recorder: Recorder, live: Store,
+                 errors: Counter) -> None:
+        self.stream = stream
+        self.recorder: Recorder | None = recorder  # None once a failure stopped it
+        self._live = live  # where the listed segments' bytes are
+        self._errors = errors  # golive_hls_recording_errors_total{stream}
+
+    def set_init(self, index: int, data: bytes) -> None:
+        self._do(lambda recorder: recorder.set_init(index, data))
+
+    def part_listed(self, part: Part, rendition: Rendition) -> None:
+        if not (part.last_in_segment and rendition.segments):
+            return
+        s = rendition.segments[-1]
+        self._do(lambda recorder: recorder.add_segment(
+            s.sequence, self._live.get(rendition.prefix + s.uri) or b"", s.duration_ms,
+            s.independent, s.discontinuity, s.program_date_time))
+
+    def end(self) -> None:
+        self._do(lambda recorder: recorder.end())
+
+    def _do(self, action: Callable[[Recorder], None]) -> None:
+        if self.recorder is None:
+            return
+        try:
+            action(self.recorder)
+        except (OSError, ValueError) as exc:
+            log.error("stream %s: recording stopped: %s", self.stream, exc)
+            self._errors.labels(self.stream).inc()
+            self.recorder = None

@@ -76,6 +76,7 @@ class Rendition:
         self.media_sequence = first_sequence
         self.discontinuity_sequence = 0
         self.init_uri = ""
+        self._init_keys: list[str] = []  # every init segment stored (one per publication)
         self.ended = False
         self.others: list[Rendition] = []  # for EXT-X-RENDITION-REPORT
         self._pending_discontinuity = False
@@ -93,7 +94,10 @@ class Rendition:
 
     def set_init(self, index: int, data: bytes) -> None:
         self.init_uri = f"init-{index}.mp4"
-        self.store.put(self.prefix + self.init_uri, data)
+        key = self.prefix + self.init_uri
+        self.store.put(key, data)
+        if key not in self._init_keys:
+            self._init_keys.append(key)
 
     def mark_discontinuity(self) -> None:
         """The next segment follows a discontinuity (reconnect, timestamp jump, new codec)."""
@@ -376,7 +380,7 @@ class Rendition:
 
     def close(self) -> None:
         """Forget every file: the broadcast is replaced or expired."""
-        keys = [self.prefix + self.init_uri] if self.init_uri else []
+        keys = list(self._init_keys)
         for segment in [*self.segments, *([self.open] if self.open else [])]:
             keys.append(self.prefix + segment.uri)
             keys.extend(self.prefix + part.uri for part in segment.parts)

@@ -1,13 +1,17 @@
 """One broadcast's transcoded renditions: the transcode sessions, a lane per rung, and what
 keeps every rung aligned with the source rendition.
 
-The broadcast (`service.py`) packages the source and hands each unit on here: source video
+The broadcast (`broadcast.py`) packages the source and hands each unit on here: source video
 goes to the transcode sessions (with "a segment starts here" as the IDR flag), audio straight
 into every rung's lane. The rungs' encoded units come back through `_LadderFeed` into their
 lanes, which cut at every keyframe (the transcoder put IDRs where the source's segments
 start). Each rung segment then takes the number and PROGRAM-DATE-TIME of the source segment
 that starts at the same PTS; segments a rung lost (shed for load, a worker restart) are listed
 as EXT-X-GAP, so segment N is the same media in every rendition.
+
+What this needs of the broadcast it gets as narrow pieces: the rendition set (to add the
+rungs' renditions and write playlists), the timeline, the metrics and the live-edge reading;
+what it needs to hear of the source rendition, it hears as a listener on the source lane.
 """
 
 from __future__ import annotations
@@ -15,20 +19,19 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 
 import av
 
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.lane import Lane, first_video_pts
+from golive.packager.live_edge import LiveEdge
+from golive.packager.metrics import PackagerMetrics
 from golive.packager.rendition import Rendition, SegmentRecord
-from golive.packager.timeline import Part
+from golive.packager.renditions import RenditionSet
+from golive.packager.timeline import Part, TimelineConfig
 from golive.transcode.ladder import Rung
 from golive.transcode.pool import SessionCallbacks, TranscodeSession
 from golive.transcode.service import Transcoder
-
-if TYPE_CHECKING:
-    from golive.packager.service import Broadcast
 
 log = logging.getLogger("golive.packager")
 
@@ -37,21 +40,29 @@ RECENT_AUDIO = 250  # audio units (~5 s of AAC) kept for a rung whose encoder is
 
 
 class TranscodedRenditions:
-    def __init__(self, broadcast: Broadcast, transcoder: Transcoder) -> None:
-        self.broadcast = broadcast
+    def __init__(self, name: str, transcoder: Transcoder, renditions: RenditionSet,
+                 timeline: TimelineConfig, metrics: PackagerMetrics,
+                 live_edge: LiveEdge) -> None:
+        self.name = name
         self.transcoder = transcoder
+        self.renditions = renditions
+        self.timeline = timeline
+        self.metrics = metrics
+        self.live_edge = live_edge
         self.lanes: dict[str, Lane] = {}  # by rendition name, e.g. "360p"
-        self._sizes: dict[str, int] = {}  # their short sides, to list the largest first
         self._ladders: list[_LadderFeed] = []  # this publication's transcode sessions
+        self._draining: list[_LadderFeed] = []  # earlier publications' still draining
         # The session re-encoding the source's size, standing in for it (long GOPs).
         self.reencoded: _LadderFeed | None = None
         self._recent_audio: deque[MediaUnit] = deque(maxlen=RECENT_AUDIO)
         self._source_starts: dict[int, int] = {}  # PTS a source segment starts at -> number
         self.shed: set[str] = set()  # rungs the transcoder does not encode now (load)
+        self.ended = False  # the broadcast ended: nothing more is listed
+        self._offer_source()
 
-    @property
-    def name(self) -> str:
-        return self.broadcast.name
+    def _offer_source(self) -> None:
+        """The master playlist offers the source unless a re-encode of its size stands in."""
+        self.renditions.offer_source = self.transcoder.passthrough and self.reencoded is None
 
     # -- what the source rendition does ------------------------------------------------------
 
@@ -62,6 +73,7 @@ class TranscodedRenditions:
         self._recent_audio.clear()
         self.shed.clear()
         self.reencoded = None
+        self._offer_source()
         if video is None:
             return
         rungs = self.transcoder.rungs_for(video, metadata)
@@ -84,19 +96,20 @@ class TranscodedRenditions:
                 if lane.started:
                     self._push(lane, unit)
 
-    def source_segment_started(self, part: Part, sequence: int) -> None:
-        if not self.lanes:
-            return
-        pts = first_video_pts(part)
-        if pts is not None:
-            self._source_starts[pts] = sequence
-            while len(self._source_starts) > MAX_SOURCE_STARTS:
-                del self._source_starts[next(iter(self._source_starts))]
-
-    def source_segment_listed(self, sequence: int) -> None:
-        """Shed rungs list a gap for each source segment, so players switch away."""
-        for rung in self.shed:
-            self._fill_gaps(self.lanes[rung].rendition, sequence + 1)
+    def source_part_listed(self, part: Part, source: Rendition) -> None:
+        """A listener on the source lane: remember where its segments start (for the rungs
+        to align to), and let shed rungs list a gap for each of its segments, so players
+        switch away."""
+        if part.first_in_segment and self.lanes:
+            pts = first_video_pts(part)
+            if pts is not None:
+                self._source_starts[pts] = source.last_msn
+                while len(self._source_starts) > MAX_SOURCE_STARTS:
+                    del self._source_starts[next(iter(self._source_starts))]
+        if part.last_in_segment and source.segments:
+            sequence = source.segments[-1].sequence
+            for rung in self.shed:
+                self._fill_gaps(self.lanes[rung].rendition, sequence + 1)
 
     def reencode_source(self, video: Track | None, audio: Track | None,
                         metadata: dict[str, object]) -> None:
@@ -111,6 +124,7 @@ class TranscodedRenditions:
                     "reencode), offered instead of the source", self.name, video.width,
                     video.height, top.name)
         self.reencoded = self._open(video, audio, (top,), from_idr=True)
+        self._offer_source()
 
     def stop(self, *, drain: bool) -> None:
         """No more source units for the ladders. Draining: the rungs' last frames still come
@@ -120,23 +134,36 @@ class TranscodedRenditions:
             ladder.session.close()
             if drain:
                 ladder.draining = True
+                self._draining.append(ladder)
             else:
                 ladder.active = False
                 self.done(ladder.rungs)
 
     def done(self, names: tuple[str, ...] | None = None) -> None:
+        """These rungs (None: all) list what they have: their encoders are done."""
         for name, lane in self.lanes.items():
             if names is None or name in names:
                 lane.flush()
                 lane.close()
-        self.broadcast._write_playlists()
+        self.renditions.write_changed()
 
-    # -- for the origin ----------------------------------------------------------------------
+    def end(self) -> None:
+        """The broadcast ended: every rung ends here, also one still draining."""
+        self.ended = True
+        self.stop(drain=False)
+        for ladder in self._draining:
+            ladder.active = False
+        self._draining.clear()
+        self.done()
 
-    def offered(self) -> list[Rendition]:
-        """The rungs the master playlist offers, largest first."""
-        names = sorted(self.lanes, key=lambda name: self._sizes[name], reverse=True)
-        return [self.lanes[name].rendition for name in names]
+    def close(self) -> None:
+        """Shutting down or expired: stop the encoders, drop the lanes and metric series."""
+        self.stop(drain=False)
+        for lane in self.lanes.values():
+            lane.close()
+        self.transcoder.forget(self.name, list(self.lanes))
+
+    # -- for the API -------------------------------------------------------------------------
 
     def status(self, name: str) -> dict[str, object] | None:
         """For the API: a transcoded rendition's state (None if `name` is none)."""
@@ -155,15 +182,13 @@ class TranscodedRenditions:
     def _open(self, video: Track, audio: Track | None, rungs: tuple[Rung, ...], *,
               from_idr: bool) -> _LadderFeed:
         """A transcode session for these rungs, with a lane (and a playlist) for each."""
-        broadcast = self.broadcast
         for rung in rungs:
             if rung.name not in self.lanes:
-                rendition = broadcast.add_rendition(rung.name)
-                lane = Lane(self.name, rendition, broadcast.timeline, broadcast.metrics,
+                rendition = self.renditions.add_rung(rung.name, rung.short_side)
+                lane = Lane(self.name, rendition, self.timeline, self.metrics,
                             keyframes_are_cuts=True)
                 lane.before_segment = functools.partial(self._align, rendition)
                 self.lanes[rung.name] = lane
-                self._sizes[rung.name] = rung.short_side
         ladder = _LadderFeed(self, audio, tuple(r.name for r in rungs))
         ladder.session = self.transcoder.open(self.name, video, rungs, ladder.callbacks(),
                                               from_idr=from_idr)
@@ -176,7 +201,7 @@ class TranscodedRenditions:
     def _fill_gaps(self, rendition: Rendition, sequence: int) -> dict[int, SegmentRecord]:
         """List the source's segments before `sequence` that the rung lacks as gaps; the
         source's segments (and its open one) by number."""
-        source = self.broadcast.source
+        source = self.renditions.source
         twins = {s.sequence: s for s in source.segments}
         if source.open is not None:
             twins[source.open.sequence] = source.open
@@ -184,7 +209,7 @@ class TranscodedRenditions:
             twin = twins.get(missing)
             if twin is not None:  # else older than the source's window: nothing to align
                 rendition.add_gap(missing, twin.duration_ms, twin.program_date_time)
-                self.broadcast.metrics.gap_segments.labels(self.name, rendition.name).inc()
+                self.metrics.gap_segments.labels(self.name, rendition.name).inc()
         return twins
 
     def _align(self, rendition: Rendition, part: Part) -> float | None:
@@ -213,13 +238,13 @@ class TranscodedRenditions:
         version = lane.rendition.version
         lane.push(unit)
         if lane.rendition.version != version:
-            self.broadcast._write_playlists()
+            self.renditions.write_changed()
 
     # -- what the transcoder reports (through _LadderFeed) -----------------------------------
 
     def _rung_track(self, rung: str, video: Track, audio: Track | None) -> None:
         lane = self.lanes.get(rung)
-        if lane is None or self.broadcast.ended:
+        if lane is None or self.ended:
             return
         self.shed.discard(rung)
         lane.flush()
@@ -245,18 +270,14 @@ class TranscodedRenditions:
         self.shed.add(rung)
         lane.flush()
         lane.close()  # what the encoder drains now belongs to segments given up
-        self.broadcast._write_playlists()
+        self.renditions.write_changed()
 
     def _rung_unit(self, rung: str, unit: MediaUnit) -> None:
         lane = self.lanes.get(rung)
-        broadcast = self.broadcast
-        if lane is None or not lane.started or broadcast.ended or rung in self.shed:
+        if lane is None or not lane.started or self.ended or rung in self.shed:
             return
         self._push(lane, unit)
-        last = lane.rendition.last_media_ms
-        if last is not None and broadcast.newest_ingest_ms is not None:
-            broadcast.metrics.live_edge_delay.labels(self.name, rung).set(
-                max(0, broadcast.newest_ingest_ms - last) / 1000)
+        self.live_edge.measure(lane.rendition)
 
     def _rungs_restarted(self, names: tuple[str, ...]) -> None:
         """Their transcode worker died: each of these rungs goes on after a discontinuity."""
@@ -265,24 +286,31 @@ class TranscodedRenditions:
             lane.flush()
             if lane.rendition.has_media:
                 lane.rendition.mark_discontinuity()
-                self.broadcast.metrics.discontinuities.labels(
+                self.metrics.discontinuities.labels(
                     self.name, f"transcoder restart {name}").inc()
+
+    def _drained(self, ladder: _LadderFeed) -> None:
+        if ladder in self._draining:
+            self._draining.remove(ladder)
+        self.done(ladder.rungs)
 
     def _failed(self, ladder: _LadderFeed, reason: str) -> None:
         """A ladder cannot run for this source: the source rendition carries on."""
-        if ladder in self._ladders:
-            self._ladders.remove(ladder)
+        for ladders in (self._ladders, self._draining):
+            if ladder in ladders:
+                ladders.remove(ladder)
         self.transcoder.metrics.failures.labels(self.name).inc()
         log.error("stream %s: no %s for this publication: %s", self.name,
                   ", ".join(ladder.rungs), reason)
         if ladder is self.reencoded:  # the source is offered again
             self.reencoded = None
+            self._offer_source()
         self.done(ladder.rungs)
 
 
 class _LadderFeed:
-    """What one transcode session's output goes to: the broadcast's rung lanes, while this
-    session is the broadcast's current one (or draining after its publisher left)."""
+    """What one transcode session's output goes to: the rung lanes, while this session is
+    the current one (or draining after its publisher left)."""
 
     def __init__(self, renditions: TranscodedRenditions, audio: Track | None,
                  rungs: tuple[str, ...]) -> None:
@@ -317,7 +345,7 @@ class _LadderFeed:
     def _stopped(self) -> None:
         if self.active and self.draining:
             self.active = False
-            self.renditions.done(self.rungs)
+            self.renditions._drained(self)
 
     def _failed(self, reason: str) -> None:
         if self.active:

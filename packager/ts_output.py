@@ -43,10 +43,11 @@ class TsOutput:
         if self.rendition.has_media:
             self.rendition.mark_discontinuity()
 
-    def add(self, part: Part, sequence: int) -> None:
-        """A part of fMP4 segment `sequence` (as just listed in the source rendition)."""
+    def part_listed(self, part: Part, source: Rendition) -> None:
+        """A part the fMP4 source rendition just listed (in its segment `last_msn`)."""
         if self._muxer is None:
             return
+        sequence = source.last_msn
         if part.first_in_segment and self._units:
             # The previous segment can be cut now that this one's first unit is known; a timing
             # discontinuity instead ends the muxer's timeline.

@@ -21,7 +21,7 @@ from conftest import MakeServer, eventually, http_get, scrape
 from publishers import PyAvPublisher
 
 from golive.config import HlsConfig, TranscodeConfig
-from golive.packager.service import Broadcast
+from golive.packager.broadcast import Broadcast
 from golive.server import Server
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ from hls_rules import check_media_playlist
 from publishers import PyAvPublisher, RawPublisher, encode_clip
 
 from golive.config import TranscodeConfig
-from golive.packager.service import Broadcast
+from golive.packager.broadcast import Broadcast
 from golive.server import Server
 
 pytestmark = pytest.mark.e2e

@@ -1,9 +1,9 @@
 """Property test: random publisher behaviour through Segmenter -> Rendition -> playlist text,
 with every playlist and every reload checked against the HLS rules (`hls_rules.py`).
 
-The feeding mirrors `packager/service.py`: a publication is one `Segmenter`; a reconnect is
+The feeding mirrors `packager/broadcast.py`: a publication is one `Segmenter`; a reconnect is
 a new one, with `Rendition.mark_discontinuity()`, and each part is listed with
-`Rendition.add_part` exactly as `Broadcast._list` does.
+`Rendition.add_part` exactly as `Lane.list` does.
 """
 
 from __future__ import annotations

@@ -1,0 +1,229 @@
+"""The origin's one question to the packager: what answers this HLS request, and for how long.
+
+In the spirit of gohlslib's `Muxer.File(name, msn, part, skip)`: the HTTP side passes the
+path pieces and the blocking-reload query as it got them, and gets back an `HlsFile` (the
+bytes or the file on disk, its kind, how long a cache may keep it, how long the request
+blocked) or an `HlsError` saying why not. Everything HLS means lives on this side: which
+files exist, blocking playlist reload (`_HLS_msn`/`_HLS_part`) and its limits, preload-hinted
+parts, waiting for a stream's first segment, cache lifetimes. Everything HTTP means stays in
+the origin: status codes, headers, compression, ranges. So either side can change (an edge
+in front, a cluster node answering for another) without the other.
+
+Every file is looked up in the store by a key built from validated path pieces, so a
+request can never name anything outside the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from golive.names import is_valid_stream_name
+from golive.packager.broadcast import Broadcast
+from golive.packager.rendition import Rendition
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_FILE = re.compile(r"^(?:init-\d+\.mp4|seg-\d+\.(?:m4s|ts)|part-(\d+)\.(\d+)\.m4s)$")
+_CONTENT_TYPES = {".mp4": "video/mp4", ".m4s": "video/mp4", ".ts": "video/mp2t"}
+MASTER_MAX_AGE = 2  # seconds: players read it once; a CDN may collapse a crowd's requests
+ENDED_MAX_AGE = 60  # seconds an ended playlist may be cached (it will not change again)
+
+
+@dataclass(frozen=True, slots=True)
+class HlsFile:
+    """One answer. Playlists come as `text` (the same str object until the playlist
+    changes, so the origin can cache its compressed bytes by it); media as `data` from
+    memory or as `path` on disk."""
+
+    kind: str  # master, playlist, init, segment, part
+    content_type: str
+    text: str | None = None
+    data: bytes | None = None
+    path: Path | None = None
+    max_age: int | None = None  # seconds a cache may keep it; None: immutable
+    waited: float | None = None  # seconds the request blocked for it; None: it did not
+
+
+class HlsError(Exception):
+    """No file answers the request; the message says why (safe to show the client)."""
+
+    waited: float | None = None  # seconds the request blocked before this was known
+
+
+class NotFound(HlsError):
+    """No such stream, rendition or file (or it left the live window)."""
+
+
+class BadRequest(HlsError):
+    """The request asks for something HLS does not allow (a blocking reload too far ahead)."""
+
+
+class NotReady(HlsError):
+    """It is not there yet: the stream has no media, or a blocking reload timed out."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionStatus:
+    name: str
+    codecs: tuple[str, ...]
+    resolution: tuple[int, int] | None
+    bandwidth: int  # peak b/s, as the master playlist says
+    average_bandwidth: int
+    segments: int  # listed now
+    last_msn: int
+    transcode: dict[str, object] | None  # a rung's state (shed, speed, frames); else None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastStatus:
+    """What the API and the pages show of a broadcast."""
+
+    name: str
+    state: str  # live, waiting, reconnecting, ended
+    started_at: float  # wall clock, seconds
+    renditions: tuple[RenditionStatus, ...]
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """The source's video size, when it has video."""
+        return self.renditions[0].resolution if self.renditions else None
+
+
+def broadcast_status(broadcast: Broadcast) -> BroadcastStatus:
+    renditions = []
+    for name, rendition in broadcast.renditions.items():
+        peak, average = rendition.bandwidth()
+        renditions.append(RenditionStatus(
+            name=name, codecs=rendition.codecs, resolution=rendition.resolution,
+            bandwidth=peak, average_bandwidth=average, segments=len(rendition.segments),
+            last_msn=rendition.last_msn, transcode=broadcast.rung_status(name)))
+    return BroadcastStatus(broadcast.name, broadcast.state, broadcast.started_at,
+                           tuple(renditions))
+
+
+class HlsFiles:
+    """Answers for every broadcast `lookup` knows by name."""
+
+    def __init__(self, lookup: Callable[[str], Broadcast | None]) -> None:
+        self._lookup = lookup
+
+    async def file(self, stream: str, rendition: str | None, filename: str = "index.m3u8",
+                   *, msn: str | None = None, part: str | None = None) -> HlsFile:
+        """The answer to `/live/<stream>/index.m3u8` (`rendition` None, the master
+        playlist), `/live/<stream>/<rendition>/index.m3u8` (with the blocking-reload query
+        values `msn` and `part` as the client sent them) or a file beside it."""
+        broadcast = self._lookup(stream) if is_valid_stream_name(stream) else None
+        if broadcast is None:
+            raise NotFound("no such stream")
+        if rendition is None:
+            return await _master(broadcast)
+        found = broadcast.renditions.get(rendition)
+        if found is None:
+            raise NotFound("no such rendition")
+        if filename == "index.m3u8":
+            return await _media_playlist(found, msn, part)
+        return await _media_file(broadcast, found, filename)
+
+
+async def _master(broadcast: Broadcast) -> HlsFile:
+    renditions = broadcast.renditions
+    if not await _first_segment(renditions.source):
+        raise NotReady("stream has no media yet", retry_after=1)
+    # Players read the master playlist once: wait for the transcoded renditions too (they
+    # trail the source by the encoders' delay), or they would never be offered.
+    for rendition in renditions.variants():
+        await _first_segment(rendition)
+    return HlsFile("master", PLAYLIST_TYPE, text=renditions.master_text(),
+                   max_age=MASTER_MAX_AGE)
+
+
+async def _media_playlist(rendition: Rendition, msn_text: str | None,
+                          part_text: str | None) -> HlsFile:
+    if msn_text is None and part_text is None:
+        await _first_segment(rendition)
+        return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(),
+                       max_age=_live_max_age(rendition))
+    if msn_text is None:
+        raise BadRequest("_HLS_part needs _HLS_msn")
+    try:
+        msn = int(msn_text)
+        part = int(part_text) if part_text is not None else None
+    except ValueError:
+        raise BadRequest("_HLS_msn and _HLS_part must be integers") from None
+    if msn < 0 or (part is not None and part < 0):
+        raise BadRequest("_HLS_msn and _HLS_part must not be negative")
+    if msn > max(rendition.last_msn, rendition.next_sequence - 1) + 2:
+        raise BadRequest("_HLS_msn is more than two segments ahead of the playlist")
+    if part is not None and rendition.part_target_ms:
+        advance_limit = math.ceil(3 * rendition.target_duration * 1000
+                                  / rendition.part_target_ms)
+        if part > advance_limit:
+            raise BadRequest("_HLS_part is beyond the advance part limit")
+    started = time.monotonic()
+    ready = await rendition.wait_for(msn, part, 3 * rendition.target_duration)
+    waited = time.monotonic() - started
+    if not ready and not rendition.ended:
+        error = NotReady("the requested segment did not appear in time")
+        error.waited = waited
+        raise error
+    # The answer to "at least msn/part" stays correct: a CDN may keep it a while.
+    return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(), waited=waited,
+                   max_age=_live_max_age(rendition, rendition.target_duration))
+
+
+async def _media_file(broadcast: Broadcast, rendition: Rendition, filename: str) -> HlsFile:
+    match = _FILE.match(filename)
+    if match is None:
+        raise NotFound("no such file")
+    key = rendition.prefix + filename
+    kind = "init" if filename.startswith("init") else "segment"
+    store = broadcast.store
+    path, data = store.path(key), None
+    if path is None:
+        data = store.get(key)
+    waited = None
+    if match.group(1) is not None:
+        kind = "part"
+        msn, index = int(match.group(1)), int(match.group(2))
+        if path is None and data is None and rendition.part_listed_or_hinted(msn, index):
+            # A preload-hinted part: answer as soon as it is complete.
+            started = time.monotonic()
+            await rendition.wait_for(msn, index, 3 * rendition.target_duration)
+            waited = time.monotonic() - started
+            path = store.path(key)
+            data = store.get(key) if path is None else None
+    if path is None and data is None:
+        raise NotFound("no such file (it may have left the live window)")
+    return HlsFile(kind, _CONTENT_TYPES[filename[filename.rindex("."):]], data=data,
+                   path=path, waited=waited)
+
+
+async def _first_segment(rendition: Rendition) -> bool:
+    """Wait (at most three target durations) for the first complete segment of a stream that
+    just went live. A playlist of parts only has no EXTINF, and hls.js reports it as an
+    empty level (levelEmptyError) and retries: better to answer a moment later."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3 * rendition.target_duration
+    while not rendition.segments and not rendition.ended:
+        remaining = deadline - loop.time()
+        if remaining <= 0 or not await rendition.wait_changed(remaining):
+            break
+    return bool(rendition.segments) or rendition.has_media
+
+
+def _live_max_age(rendition: Rendition, max_age: float | None = None) -> int:
+    if rendition.ended:
+        return ENDED_MAX_AGE
+    if max_age is None:
+        # Half a part (or a segment, without parts): a CDN collapses requests, players stay fresh.
+        max_age = (rendition.part_target_ms or 1000 * rendition.target_duration) / 2000
+    return max(0, math.floor(max_age))
