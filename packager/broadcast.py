@@ -154,15 +154,17 @@ class Broadcast:
         self.live = True
         self.stream = stream
         subscription = stream.subscribe("hls", SUBSCRIBER_CAPACITY)
+        # Decided now, not when the task runs: after a quick takeover the first publication's
+        # task may first run when the count already includes its successor.
+        reconnect = self.publications > 1
         self._task = asyncio.get_running_loop().create_task(
-            self._run(stream, subscription, self._task), name=f"hls {self.name}")
+            self._run(stream, subscription, self._task, reconnect), name=f"hls {self.name}")
 
     async def _run(self, stream: LiveStream, subscription: Subscription,
-                   previous: asyncio.Task[None] | None) -> None:
+                   previous: asyncio.Task[None] | None, reconnect: bool) -> None:
         if previous is not None:  # a takeover: the old publication's units go first
             await asyncio.wait([previous])
         settling = TrackSettling()
-        reconnect = self.publications > 1
         try:
             async for item in subscription:
                 if isinstance(item, Track):

@@ -480,6 +480,6 @@ def synthetic_source(frames: int, width: int = 640, height: int = 360,
     avcc = avcc_from_annexb(bytes(encoder.extradata))
     track = Track(TrackKind.VIDEO, "h264", avcc, width=width, height=height,
                   frame_rate=Fraction(FPS))
-    units = [MediaUnit(TrackKind.VIDEO, p.dts + 80, p.pts, p.is_keyframe,
+    units = [MediaUnit(TrackKind.VIDEO, p.dts, p.pts, p.is_keyframe,
                        to_length_prefixed(bytes(p))) for p in packets]
     return track, units
