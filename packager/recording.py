@@ -21,8 +21,6 @@ rounds above it; the final VOD playlist uses the longest real segment, rounded.
 
 from __future__ import annotations
 
-import time
-
 from golive.packager.playlist import MediaPlaylist, SegmentEntry, render_media_playlist
 from golive.packager.store import Store
 
@@ -44,7 +42,6 @@ class Recorder:
         self.segments: list[SegmentEntry] = []
         self.init_uri = ""
         self.ended = False
-        self.started = time.time()
 
     @property
     def playlist_key(self) -> str:
