@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
 
 import av
 import numpy as np
@@ -271,10 +269,8 @@ class GoliveHls(ServerProcess):
         self.disk = disk
         self.serve_args = serve_args
         self.startup_timeout = startup_timeout
-        self.dir = ""
         self.store_dir = ""
         self.http_port = 0
-        self._log: IO[bytes] | None = None
 
     def __enter__(self) -> GoliveHls:
         self.dir = tempfile.mkdtemp(prefix="golive-bench-hls-")
@@ -315,19 +311,6 @@ class GoliveHls(ServerProcess):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/live/{STREAM}/source/"
-
-    def log(self, limit: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-limit:]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop(signal.SIGTERM)
-        if self._log is not None:
-            self._log.close()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def nginx_binary() -> str | None:
@@ -387,8 +370,6 @@ class NginxHttp(ServerProcess):
         self.binary = binary
         self.store_dir = store_dir
         self.startup_timeout = startup_timeout
-        self.dir = ""
-        self._log: IO[bytes] | None = None
 
     def __enter__(self) -> NginxHttp:
         self.dir = tempfile.mkdtemp(prefix="golive-bench-nginx-http-")
@@ -423,19 +404,6 @@ class NginxHttp(ServerProcess):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/live/{STREAM}/source/"
-
-    def log(self, limit: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-limit:]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop(signal.SIGTERM)
-        if self._log is not None:
-            self._log.close()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- playlists and fMP4 ------------------------------------------------------------------

@@ -134,9 +134,30 @@ class CpuSampler:
 
 
 class ServerProcess:
+    """A server as a child process. Subclasses start it in `__enter__`, its output going to
+    the temporary file `_log`, its files (if any) in the temporary directory `dir`; leaving
+    the block stops it (SIGTERM, then SIGKILL if it lingers) and removes both."""
+
     name = "server"
     proc: subprocess.Popen[bytes] | None = None
     port = 0
+    dir = ""  # the server's temporary directory; "" when it has none (yet)
+    _log: IO[bytes] | None = None
+
+    def log(self, limit: int = 4000) -> str:
+        """The end of what the server wrote, for error messages."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-limit:]
+
+    def __exit__(self, *exc: object) -> None:
+        # SIGTERM: golive shuts down cleanly (and writes its profile, if any), nginx fast.
+        self._stop(signal.SIGTERM)
+        if self._log is not None:
+            self._log.close()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def pid(self) -> int:
@@ -182,7 +203,6 @@ class GoliveServer(ServerProcess):
         self.log_level = log_level
         self.startup_timeout = startup_timeout
         self.http_port = 0
-        self._log: IO[bytes] | None = None
 
     def __enter__(self) -> GoliveServer:
         cmd = [
@@ -242,24 +262,14 @@ class GoliveServer(ServerProcess):
             self._stop()
         return result
 
-    def log(self, limit: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        text = self._log.read().decode(errors="replace")
-        return text[-limit:]
-
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.stdout is not None:
             # Nobody will read the arrival dump SIGTERM makes it print: close the pipe first,
             # so that a dump larger than the pipe buffer cannot block its exit.
             self.proc.stdout.close()
-        # SIGTERM makes the server shut down cleanly (and write its profile, if any).
-        self._stop(signal.SIGTERM)
+        super().__exit__(*exc)
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
-        if self._log is not None:
-            self._log.close()
 
 
 def nginx_rtmp_available() -> str | None:
@@ -300,8 +310,6 @@ class NginxRtmp(ServerProcess):
     def __init__(self, binary: str, startup_timeout: float = 10.0) -> None:
         self.binary = binary
         self.startup_timeout = startup_timeout
-        self.dir: str | None = None
-        self._log: IO[bytes] | None = None
 
     def __enter__(self) -> NginxRtmp:
         self.dir = tempfile.mkdtemp(prefix="golive-bench-nginx-")
@@ -338,16 +346,3 @@ class NginxRtmp(ServerProcess):
                     return True
             time.sleep(0.05)
         return False
-
-    def log(self, limit: int = 4000) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-limit:]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop(signal.SIGTERM)  # nginx: fast shutdown; killed if it lingers
-        if self._log is not None:
-            self._log.close()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)

@@ -52,7 +52,6 @@ class MediaPlaylist:
     open_discontinuity: bool = False
     preload_hint: str | None = None
     rendition_reports: tuple[RenditionReport, ...] = ()
-    fmp4: bool = True  # kept for callers: VERSION follows the EXT-X-MAP tags written
     playlist_type: str | None = None  # "VOD" for recordings; live playlists have none
 
 

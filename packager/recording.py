@@ -22,7 +22,6 @@ rounds above it; the final VOD playlist uses the longest real segment, rounded.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from prometheus_client import Counter
@@ -52,9 +51,6 @@ class Recorder:
         self.segments: list[SegmentEntry] = []
         self.init_uri = ""
         self.ended = False
-        self.started = time.time()
-        self.total_ms = 0
-        self.total_bytes = 0
 
     @property
     def playlist_key(self) -> str:
@@ -83,8 +79,6 @@ class Recorder:
             sequence=sequence, uri=uri, duration=duration_ms / 1000,
             program_date_time=program_date_time, init_uri=self.init_uri if self.fmp4 else "",
             independent=independent, discontinuity=discontinuity and bool(self.segments)))
-        self.total_ms += duration_ms
-        self.total_bytes += len(data)
         self._write(ended=False)
 
     def end(self) -> None:
@@ -103,7 +97,7 @@ class Recorder:
             target_duration=target,
             media_sequence=self.segments[0].sequence if self.segments else 0,
             discontinuity_sequence=0, segments=self.segments, ended=ended,
-            fmp4=self.fmp4, playlist_type="VOD" if ended else "EVENT"))
+            playlist_type="VOD" if ended else "EVENT"))
 
     def _write(self, ended: bool) -> None:
         self.store.put(self.playlist_key, self.render(ended).encode())

@@ -86,8 +86,6 @@ class Rendition:
         self._changed = asyncio.Event()
         self.version = 0  # bumps on every change; the origin caches renderings by it
         self.last_media_ms: int | None = None  # end of the newest listed part, media time
-        self.total_bytes = 0
-        self.total_ms = 0
         self.extension = extension  # of segment files: m4s (fMP4) or ts (MPEG-TS)
 
     # -- input from the packager ------------------------------------------------------------
@@ -130,7 +128,7 @@ class Rendition:
         self.last_media_ms = end_media_ms
         if last_in_segment:
             self._close_segment(now)
-        self._changed_now(now)
+        self._changed_now()
 
     def add_segment(self, sequence: int, data: bytes, duration_ms: int, independent: bool,
                     now: float | None = None) -> None:
@@ -145,10 +143,8 @@ class Rendition:
         self.next_sequence = sequence + 1
         self.store.put(self.prefix + segment.uri, data)
         self.segments.append(segment)
-        self.total_bytes += segment.size
-        self.total_ms += segment.duration_ms
         self._slide(now)
-        self._changed_now(now)
+        self._changed_now()
 
     def add_gap(self, sequence: int, duration_ms: int, program_date_time: float,
                 now: float | None = None) -> None:
@@ -171,7 +167,7 @@ class Rendition:
         self.next_sequence = sequence + 1
         self.segments.append(segment)
         self._slide(now)
-        self._changed_now(now)
+        self._changed_now()
 
     def _next_date(self, duration_ms: int, now: float) -> float:
         """PROGRAM-DATE-TIME of a segment starting now (its first part lasted `duration_ms`)."""
@@ -190,7 +186,7 @@ class Rendition:
         if self.open is not None:
             self._close_segment(now)
         self.ended = True
-        self._changed_now(now)
+        self._changed_now()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -205,8 +201,6 @@ class Rendition:
         segment.complete = True
         self.segments.append(segment)
         self._parted.append(segment)
-        self.total_bytes += segment.size
-        self.total_ms += segment.duration_ms
         self._slide(now)
 
     def _slide(self, now: float) -> None:
@@ -235,7 +229,7 @@ class Rendition:
         while self._retired and self._retired[0][0] <= now:
             self.store.delete(self._retired.popleft()[1])
 
-    def _changed_now(self, now: float) -> None:
+    def _changed_now(self) -> None:
         self._text = None
         self.version += 1
         changed, self._changed = self._changed, asyncio.Event()

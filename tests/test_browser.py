@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import http_get
+from helpers import http_get
 from publishers import PyAvPublisher
 
 from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig

@@ -42,7 +42,6 @@ def _needs_compiled(module: ModuleType) -> pytest.MarkDecorator:
     )
 
 
-COMPILED = _compiled(installed)
 needs_compiled = _needs_compiled(installed)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import MakeServer, eventually, http_get, scrape
+from helpers import MakeServer, eventually, http_get, scrape
 from publishers import PyAvPublisher
 
 from golive.config import HlsConfig, TranscodeConfig

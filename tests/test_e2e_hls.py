@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-from conftest import MakeServer, eventually, http_get, scrape
+from helpers import MakeServer, eventually, http_get, scrape
 from publishers import FPS, FlvTag, PyAvPublisher, RawPublisher, encode_clip
 
 from golive.config import HlsConfig

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import (
+from helpers import (
     MakeServer,
     Metrics,
     Received,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import MakeServer, eventually, http_get, scrape
+from helpers import MakeServer, eventually, http_get, scrape
 from hls_rules import check_media_playlist
 from publishers import PyAvPublisher, RawPublisher, encode_clip
 

@@ -75,8 +75,3 @@ def test_configured_rungs_never_upscale() -> None:
     configured = (parse_rung("720p@3M"), parse_rung("480p@1200k"), parse_rung("240p@300k"))
     assert [r.name for r in ladder_for(configured, 854, 480)] == ["240p"]
     assert [r.name for r in ladder_for((), 854, 480)] == ["360p", "234p"]
-
-
-def test_vbv_follows_the_bitrate() -> None:
-    rung = parse_rung("480p@1000k")
-    assert (rung.maxrate, rung.bufsize) == (1_100_000, 1_500_000)

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-from conftest import MakeServer, eventually, scrape
+from helpers import MakeServer, eventually, scrape
 from publishers import RawPublisher, encode_clip
 
 from golive.config import HlsConfig

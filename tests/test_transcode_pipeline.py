@@ -12,13 +12,16 @@ import av
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from publishers import FPS, synthetic_source
 
+from golive.config import TranscodeConfig
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import FragmentMuxer
 from golive.transcode.annexb import nal_units, to_length_prefixed
 from golive.transcode.ladder import parse_rung
 from golive.transcode.pipeline import EncoderSettings, LadderPipeline, decoder_threads
+from golive.transcode.service import Transcoder
 
 FRAME_MS = 1000 // FPS
 
@@ -55,6 +58,15 @@ def decode(track: Track, units: list[MediaUnit]) -> list[av.VideoFrame]:
     data = muxer.init_segment + muxer.mux_part([(u, FRAME_MS) for u in units])
     with av.open(io.BytesIO(data)) as container:
         return [f for p in container.demux(video=0) for f in p.decode()]
+
+
+def test_vbv_follows_the_bitrate_and_the_configured_factors() -> None:
+    """The one VBV computation: the defaults (1.1 x peak over 1.5 s), and the configured
+    `transcode.maxrate`/`bufsize` as the Transcoder hands them to the rungs' encoders."""
+    rung = parse_rung("480p@1000k")
+    assert EncoderSettings().vbv(rung) == (1_100_000, 1_500_000)
+    config = TranscodeConfig(maxrate=1.5, bufsize=2.0, workers=1)
+    assert Transcoder(config, CollectorRegistry()).settings.vbv(rung) == (1_500_000, 2_000_000)
 
 
 @pytest.mark.parametrize("cascade", [True, False])

@@ -11,7 +11,7 @@ import signal
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import eventually
+from helpers import eventually
 from prometheus_client import CollectorRegistry
 from publishers import synthetic_source
 

@@ -17,7 +17,6 @@ from golive.media import Track, TrackKind
 from golive.transcode.annexb import avcc_from_annexb
 
 ENCODERS = ("libx264", "libx265")
-CODEC = {"libx264": "h264", "libx265": "hevc"}  # what each encoder's output is
 PROFILES = {"libx264": ("baseline", "main", "high"), "libx265": ("main",)}
 DEFAULT_PROFILE = {"libx264": "high", "libx265": "main"}
 # Both encoders have these presets, fastest first.

@@ -18,7 +18,8 @@ APPLE_H264 = ((234, 145), (360, 365), (432, 1100), (540, 2000), (720, 4500), (10
 DEFAULT_MAX_RUNGS = 3
 RUNG_STEP = 0.75  # each default rung's short side is at most this fraction of the one above
 MIN_BITRATE = 64_000
-MAXRATE_FACTOR = 1.1  # VBV: peak rate allowed over the average...
+# VBV defaults (the computation is EncoderSettings.vbv in pipeline.py; config may override):
+MAXRATE_FACTOR = 1.1  # peak rate allowed over the average...
 BUFSIZE_SECONDS = 1.5  # ...over a buffer of this many seconds of the average rate
 
 
@@ -40,14 +41,6 @@ class Rung:
     @property
     def name(self) -> str:
         return f"{self.short_side}p"
-
-    @property
-    def maxrate(self) -> int:
-        return round(self.bitrate * MAXRATE_FACTOR)
-
-    @property
-    def bufsize(self) -> int:
-        return round(self.bitrate * BUFSIZE_SECONDS)
 
     def size_for(self, source_width: int, source_height: int) -> tuple[int, int]:
         """The picture size for this source: even numbers (4:2:0), shape kept."""

@@ -110,7 +110,6 @@ class RungStats:
 class PipelineStats:
     decoded: int = 0
     decode_errors: int = 0
-    decode_busy_seconds: float = 0.0
     rungs: dict[str, RungStats] = field(default_factory=dict)
 
 
@@ -342,7 +341,6 @@ class LadderPipeline:
         self._decode(packet)
 
     def _decode(self, packet: av.Packet | None) -> None:
-        started = time.perf_counter()
         try:
             frames = self._decoder.decode(packet)
         except av.FFmpegError as exc:
@@ -350,7 +348,6 @@ class LadderPipeline:
             if self.stats.decode_errors <= 5:
                 log.warning("decoding failed: %s", exc)
             frames = []
-        self.stats.decode_busy_seconds += time.perf_counter() - started
         for frame in frames:
             if frame.pts is None:
                 continue
