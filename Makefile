@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench bench-deps ffmpeg clean
+.PHONY: run test lint layers bench bench-deps ffmpeg clean
 
 # setup.py compiles these ingest modules with mypyc: rebuild after editing one, or the stale
 # compiled module next to it would shadow the edit.
@@ -26,7 +26,18 @@ test: $(STAMP)
 	-@$(MAKE) --no-print-directory ffmpeg
 	-@$(MAKE) --no-print-directory player browser-deps
 	$(BIN)/ruff check .
+	@$(MAKE) --no-print-directory layers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## layers: the import contracts of pyproject.toml (which stage may import which, no cycles).
+## import-linter walks a package's folder, and golive's stages live beside golive/ (mapped
+## by package-dir), so it reads a copy of the sources laid out by import name.
+LAYERS_DIR = build/import-layers
+layers: $(STAMP)
+	@rm -rf $(LAYERS_DIR) && mkdir -p $(LAYERS_DIR)/golive && cp golive/*.py $(LAYERS_DIR)/golive/
+	@for stage in ingest transcode packager origin; do \
+	  mkdir -p $(LAYERS_DIR)/golive/$$stage && cp $$stage/*.py $(LAYERS_DIR)/golive/$$stage/; done
+	cd $(LAYERS_DIR) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
