@@ -13,10 +13,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
+from golive.config import Config
 from golive.hub import Hub, LiveStream, StreamEnded, Subscription
+from golive.ingest.config import IngestConfig
 from golive.media import MediaUnit, Track, TrackKind
+from golive.origin.config import HttpConfig
+from golive.packager.config import HlsConfig
 from golive.server import Server
+from golive.transcode.config import TranscodeConfig
 
 MakeServer = Callable[..., Awaitable[Server]]
 
