@@ -20,10 +20,9 @@ import pytest
 from conftest import MakeServer, eventually, http_get, scrape
 from publishers import PyAvPublisher
 
-from golive.packager.config import HlsConfig
+from golive.config import HlsConfig, TranscodeConfig
 from golive.packager.service import Broadcast
 from golive.server import Server
-from golive.transcode.config import TranscodeConfig
 
 pytestmark = pytest.mark.e2e
 
