@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from golive.config import HlsConfig
+from golive.packager.config import HlsConfig
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .hls import (

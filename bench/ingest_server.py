@@ -24,9 +24,11 @@ import sys
 import time
 from typing import Any
 
-from golive.config import Config, HttpConfig, IngestConfig
+from golive.config import Config
 from golive.hub import LiveStream, StreamEnded, Subscription
+from golive.ingest.config import IngestConfig
 from golive.media import MediaUnit
+from golive.origin.config import HttpConfig
 from golive.server import Server, run_event_loop
 
 # Deep enough that a subscriber never drops at flood speed: a drop would look like a lost unit.

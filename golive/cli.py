@@ -10,17 +10,11 @@ import sys
 import click
 
 from golive import __version__
-from golive.config import (
-    ENCODERS,
-    PRESETS,
-    Config,
-    ConfigError,
-    IngestConfig,
-    load_config,
-    with_overrides,
-)
+from golive.config import Config, ConfigError, load_config, with_overrides
+from golive.ingest.config import IngestConfig
 from golive.names import is_valid_stream_name
 from golive.server import Server, run_event_loop, serve_forever
+from golive.transcode.encoders import ENCODERS, PRESETS
 
 
 def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:

@@ -16,11 +16,11 @@ from fractions import Fraction
 from typing import Any, cast
 
 from golive.codecs import aac_rate_and_channels
-from golive.config import IngestConfig
 from golive.hub import Hub, LiveStream
 from golive.media import MediaUnit, Track, TrackKind
 
 from .chunk import ChunkLimits
+from .config import IngestConfig
 from .connection import ConnectionConfig, ServerConnection
 from .demux import probe_audio, probe_video, video_geometry
 from .errors import ProtocolError

@@ -29,10 +29,10 @@ from typing import Protocol
 
 import av
 
-from golive.config import HlsConfig
 from golive.hub import LiveStream, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.aac_path import AacSidePath
+from golive.packager.config import HlsConfig
 from golive.packager.fmp4 import PACKAGEABLE_AUDIO, PACKAGEABLE_VIDEO
 from golive.packager.lane import Lane
 from golive.packager.live_edge import LiveEdge

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from golive.config import HlsConfig
+from golive.packager.config import HlsConfig
 from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
 from golive.packager.rendition import Rendition
 from golive.packager.store import Store

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from golive.config import HlsConfig
 from golive.hub import Hub, LiveStream
 from golive.packager.broadcast import Broadcast
+from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.query import BroadcastStatus, HlsFile, HlsFiles, broadcast_status
 from golive.packager.recording import seal_recording

@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 from helpers import MakeServer
 
-from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
+from golive.config import Config
+from golive.ingest.config import IngestConfig
+from golive.origin.config import HttpConfig
+from golive.packager.config import HlsConfig
 from golive.server import Server
+from golive.transcode.config import TranscodeConfig
 
 
 def pytest_asyncio_loop_factories(

@@ -15,10 +15,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from publishers import synthetic_source
 
-from golive.config import HlsConfig
 from golive.hub import Hub, LiveStream
 from golive.media import MediaUnit, Track
 from golive.packager.broadcast import ENDED_RETENTION, Broadcast
+from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.store import MemoryStore
 

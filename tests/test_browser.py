@@ -31,8 +31,12 @@ import pytest
 from helpers import http_get
 from publishers import PyAvPublisher
 
-from golive.config import Config, HlsConfig, HttpConfig, IngestConfig, TranscodeConfig
+from golive.config import Config
+from golive.ingest.config import IngestConfig
+from golive.origin.config import HttpConfig
+from golive.packager.config import HlsConfig
 from golive.server import Server
+from golive.transcode.config import TranscodeConfig
 
 pytestmark = pytest.mark.e2e
 

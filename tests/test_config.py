@@ -6,15 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from golive.config import (
-    Config,
-    ConfigError,
-    HlsConfig,
-    HttpConfig,
-    IngestConfig,
-    TranscodeConfig,
-    load_config,
-)
+from golive.config import Config, ConfigError, load_config
+from golive.ingest.config import IngestConfig
+from golive.origin.config import HttpConfig
+from golive.packager.config import HlsConfig
+from golive.transcode.config import TranscodeConfig
 
 
 def write(tmp_path: Path, text: str) -> Path:

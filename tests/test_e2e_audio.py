@@ -20,9 +20,10 @@ import pytest
 from helpers import MakeServer, eventually, http_get, scrape
 from publishers import PyAvPublisher
 
-from golive.config import HlsConfig, TranscodeConfig
 from golive.packager.broadcast import Broadcast
+from golive.packager.config import HlsConfig
 from golive.server import Server
+from golive.transcode.config import TranscodeConfig
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ import pytest
 from helpers import MakeServer, eventually, http_get, scrape
 from publishers import FPS, FlvTag, PyAvPublisher, RawPublisher, encode_clip
 
-from golive.config import HlsConfig
+from golive.packager.config import HlsConfig
 from golive.packager.rendition import Rendition
 from golive.server import Server
 

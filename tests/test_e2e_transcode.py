@@ -21,9 +21,9 @@ from helpers import MakeServer, eventually, http_get, scrape
 from hls_rules import check_media_playlist
 from publishers import PyAvPublisher, RawPublisher, encode_clip
 
-from golive.config import TranscodeConfig
 from golive.packager.broadcast import Broadcast
 from golive.server import Server
+from golive.transcode.config import TranscodeConfig
 
 pytestmark = pytest.mark.e2e
 

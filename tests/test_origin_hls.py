@@ -19,7 +19,7 @@ import pytest
 from helpers import MakeServer, eventually, scrape
 from publishers import RawPublisher, encode_clip
 
-from golive.config import HlsConfig
+from golive.packager.config import HlsConfig
 from golive.server import Server
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from golive.config import HlsConfig
+from golive.packager.config import HlsConfig
 from golive.packager.renditions import SOURCE, RenditionSet
 from golive.packager.store import DiskStore, MemoryStore
 from golive.packager.timeline import TimelineConfig

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from publishers import FPS, synthetic_source
 
-from golive.config import TranscodeConfig
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import FragmentMuxer
 from golive.transcode.annexb import nal_units, to_length_prefixed
+from golive.transcode.config import TranscodeConfig
 from golive.transcode.ladder import parse_rung
 from golive.transcode.pipeline import EncoderSettings, LadderPipeline, decoder_threads
 from golive.transcode.service import Transcoder

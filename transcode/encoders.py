@@ -5,16 +5,11 @@ bitrate for the same picture, played by Safari/iOS and most TVs, but several tim
 Both get the same treatment: keyframes only when the pipeline forces one (unbounded keyint,
 no scene-cut detection, forced frames made IDRs), no B-frames unless asked, and a
 rate-control lookahead of `lookahead` frames. Their parameter sets come out as Annex B with a
-global header; `decoder_config` turns them into the MP4 record (avcC, hvcC) the packager needs.
+global header; `records.py` turns them into the MP4 record (avcC, hvcC) the packager needs.
+Pure (no PyAV): the configuration validates its settings against these tables.
 """
 
 from __future__ import annotations
-
-import re
-
-from golive.codecs import avc_codec_string, hevc_codec_string
-from golive.media import Track, TrackKind
-from golive.transcode.annexb import avcc_from_annexb
 
 ENCODERS = ("libx264", "libx265")
 PROFILES = {"libx264": ("baseline", "main", "high"), "libx265": ("main",)}
@@ -40,31 +35,3 @@ def encoder_params(encoder: str, *, bframes: int, lookahead: int, threads: int,
     if extra:
         params.append(extra)
     return option, params
-
-
-def decoder_config(encoder: str, annexb: bytes, width: int,
-                   height: int) -> tuple[str, bytes, str]:
-    """(codec, MP4 decoder configuration record, RFC 6381 codec string) of an encoder's
-    Annex B global header."""
-    if encoder == "libx265":
-        hvcc = _hvcc_from_annexb(annexb, width, height)
-        return "hevc", hvcc, hevc_codec_string(hvcc)
-    avcc = avcc_from_annexb(annexb)
-    return "h264", avcc, avc_codec_string(avcc)
-
-
-def _hvcc_from_annexb(annexb: bytes, width: int, height: int) -> bytes:
-    """The hvcC record of VPS/SPS/PPS in Annex B, as libavformat's mp4 muxer writes it
-    (ff_isom_write_hvcc parses the parameter sets; no need to do that again here)."""
-    from golive.packager.fmp4 import FragmentMuxer  # PyAV: not for config's import of this
-    track = Track(TrackKind.VIDEO, "hevc", annexb, width=width, height=height)
-    muxer = FragmentMuxer([track])
-    try:
-        init = muxer.init_segment
-    finally:
-        muxer.close()
-    match = re.search(rb"hvcC", init)
-    if match is None:
-        raise ValueError("libavformat wrote no hvcC for these parameter sets")
-    size = int.from_bytes(init[match.start() - 4 : match.start()], "big")
-    return init[match.end() : match.start() - 4 + size]

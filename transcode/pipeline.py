@@ -43,8 +43,9 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
 from golive.transcode.annexb import to_length_prefixed
-from golive.transcode.encoders import DEFAULT_PROFILE, decoder_config, encoder_params
+from golive.transcode.encoders import DEFAULT_PROFILE, encoder_params
 from golive.transcode.ladder import BUFSIZE_SECONDS, MAXRATE_FACTOR, Rung
+from golive.transcode.records import decoder_config
 
 log = logging.getLogger("golive.transcode")
 

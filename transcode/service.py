@@ -11,8 +11,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from golive.config import TranscodeConfig
 from golive.media import Track
+from golive.transcode.config import TranscodeConfig
 from golive.transcode.ladder import APPLE_H264, Rung, ladder_for, parse_rung
 from golive.transcode.metrics import TranscodeMetrics
 from golive.transcode.pipeline import EncoderSettings

@@ -1,0 +1,37 @@
+"""The `[hls]` settings: segment and part durations, LL-HLS, the live window, where segments
+and recordings are stored, MPEG-TS output and the player's files. Built by `golive.config`
+from TOML or the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from golive.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class HlsConfig:
+    segment_target: float = 2.0  # seconds; segments cut at the first keyframe past it
+    # seconds, rounded to whole frames. hls.js (LL mode, loopback) plays 1.29 s behind live at
+    # 0.333, 0.93-1.08 s at 0.2 (but ~10 requests/s per viewer), 1.50 s at 0.5; no stalls.
+    part_target: float = 0.333
+    low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
+    window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
+    grace_period: float = 10.0  # seconds a dropped publisher may reconnect into the playlist
+    store_dir: str | None = None  # None: segments live in memory; else this directory
+    record_dir: str | None = None  # also record every broadcast here as a VOD playlist
+    mpegts: bool = False  # also package H.264/AAC as classic MPEG-TS (ts/index.m3u8)
+    player_dir: str | None = None  # where hls.js is; None: the project's node_modules
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.segment_target <= 30.0:
+            raise ConfigError(f"hls.segment_target must be 1-30 seconds, got {self.segment_target}")
+        if not 0.1 <= self.part_target <= 2.0 or self.part_target > self.segment_target / 2:
+            raise ConfigError(
+                "hls.part_target must be 0.1-2 seconds and at most half the segment target, "
+                f"got {self.part_target}")
+        if self.window_segments < 1:
+            raise ConfigError("hls.window_segments must be at least 1")
+        if self.grace_period < 0:
+            raise ConfigError("hls.grace_period must not be negative")
