@@ -434,9 +434,9 @@ class RtmpProtocol(asyncio.Protocol):
     # ---- deadlines: one timer per connection, at the core's next deadline ---------------
 
     def _arm_timer(self) -> None:
-        """Arm (or bring forward) the timer. A deadline that moved later (bytes came in) is
-        left alone: the timer fires early, the core says so and the timer is re-armed then,
-        which costs one call per deadline instead of one per read."""
+        """Arm (or bring forward) the timer; called after every read, it is a comparison. A
+        deadline that moved later (bytes came in) is left alone: the timer fires early, the
+        core says so and the timer is re-armed then, once per deadline instead of per read."""
         deadline = self.core.next_deadline()
         if deadline is None or deadline >= self._timer_at:
             return
@@ -446,10 +446,13 @@ class RtmpProtocol(asyncio.Protocol):
         self._timer_at = deadline
 
     def _on_timer(self) -> None:
-        self._timer, self._timer_at = None, math.inf
+        armed_for, self._timer, self._timer_at = self._timer_at, None, math.inf
         if self._closed:
             return
-        for event in self.core.handle_timer(self._loop.time()):
+        # A timer may run a hair before its time (uvloop's clock counts whole milliseconds):
+        # it is the deadline's time, or the core would not see it passed and the timer
+        # would spin until the clock ticks.
+        for event in self.core.handle_timer(max(self._loop.time(), armed_for)):
             if isinstance(event, TimedOut):
                 self.service.metrics.protocol_errors.labels(event.kind).inc()
                 self._result = "timeout"
