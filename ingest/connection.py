@@ -1,14 +1,22 @@
 """The server side of one RTMP connection, sans-IO (h11/aioquic style).
 
-`receive_data(bytes)` returns events; `data_to_send()` returns the bytes to write back.
+`receive_data(bytes, now)` returns events; `data_to_send()` returns the bytes to write back.
 Everything the protocol answers by itself (handshake, acknowledgements, pings, connect,
 createStream) is answered here; the one decision left to the application is whether a
 publish is allowed (`accept_publish` / `reject_publish`), because it needs the key table and
-perhaps a webhook. All state transitions live in this class; no clock, socket or asyncio.
+perhaps a webhook. The session is one `State`; every way from one state to another is listed
+in `TRANSITIONS` (h11's `_state.py` is the model) and taken through
+`ServerConnection._transition`.
+
+The core owns its deadlines but never reads a clock: it learns the time from the `now` values
+passed in (as aioquic does). The application calls `handle_timer(now)` once `next_deadline()`
+has passed; a deadline that moved on meanwhile (bytes came in) is simply reported again. No
+socket, no asyncio.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 from collections import deque
@@ -33,6 +41,7 @@ from .events import (
     PlayRequested,
     PublishRequested,
     PublishStopped,
+    TimedOut,
 )
 from .flv import AudioPacketType, VideoPacketType, parse_audio, parse_video
 from .handshake import ServerHandshake
@@ -78,13 +87,86 @@ class ConnectionConfig:
     apps: frozenset[str] = frozenset({"live"})
     window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE
     chunk_limits: ChunkLimits = field(default_factory=ChunkLimits)
+    # Deadlines in seconds, on the clock of the `now` values given to the core; None: no such
+    # deadline (a bare core replaying a capture). The server passes IngestConfig's.
+    # handshake_timeout: from accept, or from the end of a publication, until a publish is
+    # accepted. idle_timeout: without receiving a byte.
+    handshake_timeout: float | None = None
+    idle_timeout: float | None = None
 
 
-class _State:
-    HANDSHAKE: Final = "handshake"
-    AWAIT_CONNECT: Final = "await-connect"
-    CONNECTED: Final = "connected"
-    CLOSED: Final = "closed"
+class State(enum.Enum):
+    """Where one session stands. `TRANSITIONS` lists every way from one state to another."""
+
+    HANDSHAKE = "handshake"  # C0 C1 C2 not all received
+    AWAIT_CONNECT = "await-connect"
+    CONNECTED = "connected"  # connect answered; nothing published
+    PUBLISH_REQUESTED = "publish-requested"  # PublishRequested is out; no answer yet
+    PUBLISHING = "publishing"  # accepted: media on `publishing_stream` become units
+    MUST_CLOSE = "must-close"  # a refusal was sent: flush data_to_send(), then close
+    CLOSED = "closed"  # protocol error or timeout: the core is unusable
+
+
+class Trigger(enum.Enum):
+    """What moves a session from one state to another; see PEER_TRIGGERS for who causes it."""
+
+    HANDSHAKE_DONE = "handshake done"
+    CONNECT = "connect"  # to an application we serve
+    CONNECT_REFUSED = "connect to an unknown application"
+    PUBLISH = "publish"
+    PUBLISH_REFUSED = "publish without a stream key"  # refused by the core itself
+    UNPUBLISH = "unpublish"  # FCUnpublish, closeStream or deleteStream
+    PLAY = "play"  # always refused: playback is HLS
+    PROTOCOL_ERROR = "protocol error"
+    ACCEPT = "accept_publish"  # of the current publication's request
+    REJECT = "reject_publish"
+    TIMEOUT = "timeout"  # handle_timer past a deadline
+
+
+_S, _T = State, Trigger
+# (state, trigger) -> new state: every legal transition, and nothing else. Answering a request
+# whose publication already ended (a pipelining client) is no transition: see accept_publish.
+TRANSITIONS: Final[dict[tuple[State, Trigger], State]] = {
+    (_S.HANDSHAKE, _T.HANDSHAKE_DONE): _S.AWAIT_CONNECT,
+    (_S.HANDSHAKE, _T.PROTOCOL_ERROR): _S.CLOSED,
+    (_S.HANDSHAKE, _T.TIMEOUT): _S.CLOSED,
+    (_S.AWAIT_CONNECT, _T.CONNECT): _S.CONNECTED,
+    (_S.AWAIT_CONNECT, _T.CONNECT_REFUSED): _S.MUST_CLOSE,
+    (_S.AWAIT_CONNECT, _T.PROTOCOL_ERROR): _S.CLOSED,
+    (_S.AWAIT_CONNECT, _T.TIMEOUT): _S.CLOSED,
+    (_S.CONNECTED, _T.PUBLISH): _S.PUBLISH_REQUESTED,
+    (_S.CONNECTED, _T.PUBLISH_REFUSED): _S.MUST_CLOSE,
+    (_S.CONNECTED, _T.PLAY): _S.MUST_CLOSE,
+    (_S.CONNECTED, _T.REJECT): _S.MUST_CLOSE,  # the request of a publication already ended
+    (_S.CONNECTED, _T.PROTOCOL_ERROR): _S.CLOSED,
+    (_S.CONNECTED, _T.TIMEOUT): _S.CLOSED,
+    (_S.PUBLISH_REQUESTED, _T.ACCEPT): _S.PUBLISHING,
+    (_S.PUBLISH_REQUESTED, _T.REJECT): _S.MUST_CLOSE,
+    (_S.PUBLISH_REQUESTED, _T.UNPUBLISH): _S.CONNECTED,
+    (_S.PUBLISH_REQUESTED, _T.PLAY): _S.MUST_CLOSE,
+    (_S.PUBLISH_REQUESTED, _T.PROTOCOL_ERROR): _S.CLOSED,
+    (_S.PUBLISH_REQUESTED, _T.TIMEOUT): _S.CLOSED,
+    (_S.PUBLISHING, _T.UNPUBLISH): _S.CONNECTED,
+    (_S.PUBLISHING, _T.PLAY): _S.MUST_CLOSE,
+    (_S.PUBLISHING, _T.PROTOCOL_ERROR): _S.CLOSED,
+    (_S.PUBLISHING, _T.TIMEOUT): _S.CLOSED,
+    # Requests still unanswered when the core refused something else (publish then play in
+    # one read) may be answered; the answer closes nothing more.
+    (_S.MUST_CLOSE, _T.REJECT): _S.MUST_CLOSE,
+}
+# Triggers caused by the peer: an illegal one is its ProtocolError ("sequence"). The others
+# (the application's answers, the timer) are LocalProtocolError: our own bug.
+PEER_TRIGGERS: Final = frozenset({
+    _T.HANDSHAKE_DONE, _T.CONNECT, _T.CONNECT_REFUSED, _T.PUBLISH, _T.PUBLISH_REFUSED,
+    _T.UNPUBLISH, _T.PLAY, _T.PROTOCOL_ERROR})
+
+# Module-level finals: mypyc reads them as C globals, not as class attributes (hot path).
+_HANDSHAKE: Final = State.HANDSHAKE
+_AWAIT_CONNECT: Final = State.AWAIT_CONNECT
+_PUBLISH_REQUESTED: Final = State.PUBLISH_REQUESTED
+_PUBLISHING: Final = State.PUBLISHING
+_MUST_CLOSE: Final = State.MUST_CLOSE
+_CLOSED: Final = State.CLOSED
 
 
 class ServerConnection:
@@ -93,9 +175,11 @@ class ServerConnection:
         config: ConnectionConfig | None = None,
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        now: float = 0.0,
     ) -> None:
+        """`now`: the time of accept, on the clock of every later `now` (for the deadlines)."""
         self.config = config or ConnectionConfig()
-        self.state = _State.HANDSHAKE
+        self.state = State.HANDSHAKE  # changed only by _transition
         self._handshake: ServerHandshake | None = ServerHandshake(random_bytes=random_bytes)
         # Until a publish is asked for, a connection has proven nothing (the key is checked
         # only then), so it may hold far less: many idle or hostile connections stay cheap.
@@ -111,13 +195,17 @@ class ServerConnection:
         self._acked = 0
         self._next_stream_id = 1
         self._streams: set[int] = set()
-        self.publishing_stream: int | None = None  # requested or accepted
-        self.publish_accepted = False
-        # Publish requests not yet answered, oldest first, as (stream id, serial): a
-        # pipelining client can send publish, FCUnpublish and publish again in one read.
-        self._publish_requests: deque[tuple[int, int]] = deque()
-        self._publish_serial = 0
-        self.close_requested = False  # the app should flush data_to_send() and close
+        # The current publication's stream (PUBLISH_REQUESTED or PUBLISHING), else None.
+        self.publishing_stream: int | None = None
+        # Stream ids of the publish requests the application has not answered, oldest first.
+        # A pipelining client can send publish, FCUnpublish and publish again in one read,
+        # so answers may be owed for publications that already ended; the newest request is
+        # the current publication's exactly when the state is PUBLISH_REQUESTED.
+        self._unanswered: deque[int] = deque()
+        # The clock: the latest receive_data (or accept), and when waiting for a publish began
+        # (accept, or the end of the last publication).
+        self._last_rx = now
+        self._awaiting_publish_since = now
         self.video_codec: str | None = None
         self.audio_codec: str | None = None
         self._video_config = b""
@@ -126,25 +214,53 @@ class ServerConnection:
         self._video_clock = TimestampUnwrapper()
         self._audio_clock = TimestampUnwrapper()
 
+    @property
+    def publish_accepted(self) -> bool:
+        """The current publication was accepted: its media become units."""
+        return self.state is _PUBLISHING
+
+    @property
+    def close_requested(self) -> bool:
+        """A refusal was sent: the application should flush data_to_send() and close."""
+        return self.state is _MUST_CLOSE
+
+    def _transition(self, trigger: Trigger) -> None:
+        new = TRANSITIONS.get((self.state, trigger))
+        if new is None:
+            message = f"{trigger.value} in state {self.state.value}"
+            if trigger in PEER_TRIGGERS:
+                raise ProtocolError(message, kind="sequence")
+            raise LocalProtocolError(message)
+        self.state = new
+        if new is not _PUBLISH_REQUESTED and new is not _PUBLISHING:
+            self.publishing_stream = None
+
     # ---- input -----------------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; returns the events they complete, in order.
+    def receive_data(self, data: bytes | bytearray | memoryview,
+                     now: float | None = None) -> list[Event]:
+        """Feed bytes from the peer, received at `now` (None: at the latest time given);
+        returns the events they complete, in order.
 
         Raises a ProtocolError subclass when the peer broke the protocol; the connection is
-        unusable afterwards.
+        unusable afterwards. Once a refusal is sent (close_requested), input is ignored.
         """
-        if self.state == _State.CLOSED:
-            raise LocalProtocolError("receive_data after the connection failed")
+        if now is not None:
+            self._last_rx = now
+        state = self.state
+        if state is _CLOSED:
+            raise LocalProtocolError("receive_data after the connection closed")
         self.bytes_received += len(data)
+        if state is _MUST_CLOSE:
+            return []
         try:
-            if self._handshake is not None:
+            if state is _HANDSHAKE:
                 data = self._receive_handshake(data)
                 if not data:
                     return self._take_events()
             self._receive_messages(self._chunks.feed(data))
         except ProtocolError:
-            self.state = _State.CLOSED
+            self._transition(Trigger.PROTOCOL_ERROR)
             raise
         if self.bytes_received - self._acked >= self._ack_window:
             self._acked = self.bytes_received
@@ -165,7 +281,7 @@ class ServerConnection:
         if not handshake.complete:
             return b""
         self._handshake = None
-        self.state = _State.AWAIT_CONNECT
+        self._transition(Trigger.HANDSHAKE_DONE)
         self._events.append(HandshakeComplete(digest=handshake.digest))
         return bytes(data[used:])
 
@@ -195,6 +311,8 @@ class ServerConnection:
                     events.append(_new_unit(MediaUnit, (_AUDIO, dts, dts, True, payload[2:])))
                     continue
             self._dispatch(message)
+            if self.state is _MUST_CLOSE:
+                break  # what the peer sent after its refusal is not read
             publishing = self.publishing_stream
             h264 = self.video_codec == "h264"
             aac = self.audio_codec == "aac"
@@ -306,7 +424,7 @@ class ServerConnection:
         if name == "connect":
             self._connect(txn, args)
             return
-        if self.state != _State.CONNECTED:
+        if self.state is _AWAIT_CONNECT:
             raise ProtocolError(f"{name[:64]!r} before connect", kind="sequence")
         if name == "createStream":
             self._create_stream(txn)
@@ -323,9 +441,9 @@ class ServerConnection:
                 self._stop_publish(name)
             self._streams.discard(stream_id if stream_id is not None else -1)
         elif name in ("play", "play2"):
+            self._transition(Trigger.PLAY)
             self._status(message.stream_id, "error", "NetStream.Play.Failed",
                          "golive serves playback over HLS, not RTMP")
-            self.close_requested = True
             self._events.append(PlayRequested(message.stream_id))
         elif name in ("releaseStream", "FCPublish", "getStreamLength", "_checkbw"):
             pass  # nginx-rtmp leaves these unanswered and every encoder copes
@@ -335,23 +453,22 @@ class ServerConnection:
                 "description": f"unknown command {name!r}"})
 
     def _connect(self, txn: float | int, args: list[amf0.AmfValue]) -> None:
-        if self.state != _State.AWAIT_CONNECT:
-            raise ProtocolError("connect sent twice", kind="sequence")
         props = args[0] if args and isinstance(args[0], dict) else {}
         app = str(props.get("app", "")).split("?", 1)[0].strip("/")
+        served = app in self.config.apps
+        # A second connect is the peer's ProtocolError, from the table.
+        self._transition(Trigger.CONNECT if served else Trigger.CONNECT_REFUSED)
         tc_url = str(props.get("tcUrl", ""))
         flash_ver = str(props.get("flashVer", ""))
         fourccs = props.get("fourCcList")
         fourcc_list = tuple(str(x) for x in fourccs) if isinstance(fourccs, list) else ()
         self.app = app
-        if app not in self.config.apps:
+        if not served:
             self._send_command(0, "_error", txn, None, {
                 "level": "error", "code": "NetConnection.Connect.Rejected",
                 "description": f"unknown application {app[:64]!r}"})
-            self.close_requested = True
             self._events.append(ConnectRejected(app))
             return
-        self.state = _State.CONNECTED
         self._send(CSID_CONTROL, MessageType.WINDOW_ACK_SIZE, 0, u32(self.config.window_ack_size))
         self._send(CSID_CONTROL, MessageType.SET_PEER_BANDWIDTH, 0,
                    set_peer_bandwidth(self.config.window_ack_size, PeerBandwidthLimit.DYNAMIC))
@@ -373,15 +490,18 @@ class ServerConnection:
         self._send_command(0, "_result", txn, None, float(stream_id))
 
     def _publish(self, stream_id: int, args: list[amf0.AmfValue]) -> None:
-        if self.publishing_stream is not None:
-            raise ProtocolError("a second publish on one connection", kind="sequence")
         name = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
         publish_type = args[2] if len(args) > 2 and isinstance(args[2], str) else "live"
         key, _, query = name.partition("?")
+        # A publish while one is requested or live is the peer's ProtocolError, from the table.
         if not key:
-            self.reject_publish(stream_id, "NetStream.Publish.BadName", "empty stream key")
+            # Refused here, never shown to the application: no answer is owed for it.
+            self._transition(Trigger.PUBLISH_REFUSED)
+            self._status(stream_id, "error", "NetStream.Publish.BadName", "empty stream key")
             return
+        self._transition(Trigger.PUBLISH)
         self.publishing_stream = stream_id
+        self._unanswered.append(stream_id)
         self._chunks.limits = self.config.chunk_limits
         # Each publication starts from its own sequence headers and clock: an encoder that
         # republishes on the same connection resends identical headers that must count.
@@ -389,18 +509,17 @@ class ServerConnection:
         self._video_config = self._audio_config = b""
         self._video_clock = TimestampUnwrapper()
         self._audio_clock = TimestampUnwrapper()
-        self._publish_serial += 1
-        self._publish_requests.append((stream_id, self._publish_serial))
-        self.publish_accepted = False
         self._events.append(PublishRequested(stream_id, key, publish_type, query))
 
     def _stop_publish(self, reason: str) -> None:
-        if self.publishing_stream is None:
-            return
+        state = self.state
         stream_id = self.publishing_stream
-        self.publishing_stream = None
-        was_accepted, self.publish_accepted = self.publish_accepted, False
-        if was_accepted:
+        if stream_id is None:  # nothing requested or live: nothing to stop
+            return
+        self._transition(Trigger.UNPUBLISH)
+        # The handshake deadline starts again: a republish gets the same time as the first.
+        self._awaiting_publish_since = self._last_rx
+        if state is _PUBLISHING:  # only an accepted publication was ever started
             self._status(stream_id, "status", "NetStream.Unpublish.Success", "Stop publishing")
         self._events.append(PublishStopped(stream_id, reason))
 
@@ -432,16 +551,25 @@ class ServerConnection:
 
     # ---- application decisions ---------------------------------------------------------
 
-    def accept_publish(self, stream_id: int, description: str = "Start publishing") -> None:
-        # The decision may come after events that followed the request in the same read
-        # (a pipelining client's whole session can arrive at once): answer the request even
-        # if the publication already stopped; its PublishStopped event is still queued.
-        if not self._publish_requests or self._publish_requests[0][0] != stream_id:
+    def _answer(self, stream_id: int) -> bool:
+        """Take the oldest unanswered request, which must be on `stream_id`; True if it is
+        the current publication's (else that publication already ended, or a newer one
+        followed it in the same read, and the answer changes no state)."""
+        if self.state is _CLOSED:
+            raise LocalProtocolError("publish answered after the connection closed")
+        unanswered = self._unanswered
+        if not unanswered or unanswered[0] != stream_id:
             raise LocalProtocolError(f"no publish pending on stream {stream_id}")
-        _, serial = self._publish_requests.popleft()
-        self.publish_accepted = serial == self._publish_serial and \
-            self.publishing_stream == stream_id
-        self.publish_accepted = True
+        unanswered.popleft()
+        return not unanswered and self.state is _PUBLISH_REQUESTED
+
+    def accept_publish(self, stream_id: int, description: str = "Start publishing") -> None:
+        """Answer the oldest PublishRequested not yet answered (the application answers them
+        in order). The decision may come after events that followed the request in the same
+        read (a pipelining client's whole session can arrive at once): the request is still
+        answered even if its publication already stopped (its PublishStopped is queued)."""
+        if self._answer(stream_id):
+            self._transition(Trigger.ACCEPT)
         self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
                    user_control(UserControl.STREAM_BEGIN, stream_id))
         self._status(stream_id, "status", "NetStream.Publish.Start", description)
@@ -449,17 +577,50 @@ class ServerConnection:
     def reject_publish(self, stream_id: int, code: str, description: str) -> None:
         """Refuse with level "error" (OBS aborts on it) and ask to close: librtmp ignores
         the status and would otherwise wait ~30 s on an open socket."""
-        if self._publish_requests and self._publish_requests[0][0] == stream_id:
-            _, serial = self._publish_requests.popleft()
-            if serial == self._publish_serial:
-                self.publishing_stream = None
+        self._answer(stream_id)
+        self._transition(Trigger.REJECT)
         self._status(stream_id, "error", code, description)
-        self.close_requested = True
 
     def send_ping(self, timestamp: int) -> None:
         """Keepalive probe; a live client answers with a ping response."""
         self._send(CSID_CONTROL, MessageType.USER_CONTROL, 0,
                    user_control(UserControl.PING_REQUEST, timestamp))
+
+    # ---- deadlines ---------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When handle_timer must next be called, on the clock of `now`; None: never."""
+        state = self.state
+        if state is _MUST_CLOSE or state is _CLOSED:
+            return None  # the application closes the connection anyway
+        config = self.config
+        deadline: float | None = None
+        if config.idle_timeout is not None:
+            deadline = self._last_rx + config.idle_timeout
+        if config.handshake_timeout is not None and state is not _PUBLISHING:
+            handshake = self._awaiting_publish_since + config.handshake_timeout
+            if deadline is None or handshake < deadline:
+                deadline = handshake
+        return deadline
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Check the deadlines at `now`. When one has passed the core closes and returns a
+        TimedOut; otherwise nothing happens (a deadline may have moved on since the timer
+        was armed: ask next_deadline() again)."""
+        state = self.state
+        if state is _MUST_CLOSE or state is _CLOSED:
+            return []
+        config = self.config
+        handshake, idle = config.handshake_timeout, config.idle_timeout
+        if handshake is not None and state is not _PUBLISHING \
+                and now >= self._awaiting_publish_since + handshake:
+            event = TimedOut("timeout", f"no publish within {handshake:g} s")
+        elif idle is not None and now >= self._last_rx + idle:
+            event = TimedOut("idle", f"nothing received for {idle:g} s")
+        else:
+            return []
+        self._transition(Trigger.TIMEOUT)
+        return [event]
 
     # ---- output ------------------------------------------------------------------------
 

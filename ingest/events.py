@@ -86,6 +86,20 @@ class MessageDropped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """A deadline passed (ServerConnection.handle_timer): the core is closed; drop the
+    connection.
+
+    `kind` is a fixed label for metrics, as a ProtocolError's: "timeout" (no publish accepted
+    within handshake_timeout) or "idle" (nothing received for idle_timeout); `reason` is for
+    the log.
+    """
+
+    kind: str
+    reason: str
+
+
 Event = (
     HandshakeComplete
     | Connected
@@ -96,5 +110,6 @@ Event = (
     | PublishStopped
     | PlayRequested
     | MessageDropped
+    | TimedOut
     | MediaUnit
 )

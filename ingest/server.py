@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from fractions import Fraction
@@ -34,6 +35,7 @@ from .events import (
     PlayRequested,
     PublishRequested,
     PublishStopped,
+    TimedOut,
 )
 from .keys import KeyTable
 from .metrics import IngestMetrics
@@ -42,7 +44,6 @@ from .webhook import PublishWebhook
 log = logging.getLogger("golive.ingest")
 
 _VIDEO = TrackKind.VIDEO
-_SWEEP_INTERVAL = 1.0
 # asyncio's default of 100 made hundreds of encoders reconnecting at once (after a network
 # blip) wait for SYN retransmits; the kernel caps it at net.core.somaxconn anyway.
 LISTEN_BACKLOG = 1024
@@ -62,11 +63,12 @@ class IngestService:
         self.connection_config = ConnectionConfig(
             apps=frozenset({config.app}),
             chunk_limits=ChunkLimits(max_message_size=config.max_message_size),
+            handshake_timeout=config.handshake_timeout,
+            idle_timeout=config.idle_timeout,
         )
         self.connections: set[RtmpProtocol] = set()
         self.publishers: dict[str, RtmpProtocol] = {}
         self._servers: list[asyncio.Server] = []
-        self._sweeper: asyncio.Task[None] | None = None
         self.rtmp_port = config.port
         self.rtmps_port: int | None = None
 
@@ -86,11 +88,8 @@ class IngestService:
                 ssl_handshake_timeout=self.config.handshake_timeout)
             self._servers.append(tls)
             self.rtmps_port = tls.sockets[0].getsockname()[1]
-        self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for server in self._servers:
             server.close()
         for connection in list(self.connections):
@@ -99,14 +98,6 @@ class IngestService:
             await server.wait_closed()
         if self.webhook is not None:
             await self.webhook.close()
-
-    async def _sweep(self) -> None:
-        """One timer for all connections: close the silent and the never-publishing ones."""
-        while True:
-            await asyncio.sleep(_SWEEP_INTERVAL)
-            now = time.monotonic()
-            for connection in list(self.connections):
-                connection.check_timeouts(now)
 
     async def authorize(self, request: PublishRequested, client: str,
                         connected: Connected | None) -> tuple[str | None, str]:
@@ -148,15 +139,18 @@ class RtmpProtocol(asyncio.Protocol):
     def __init__(self, service: IngestService, *, secure: bool = False) -> None:
         self.service = service
         self.secure = secure
-        self.core = ServerConnection(service.connection_config)
+        # The core's clock is the loop's, so that its deadlines can be armed with call_at.
+        self._loop = asyncio.get_running_loop()
+        self.core = ServerConnection(service.connection_config, now=self._loop.time())
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self.transport: asyncio.Transport | None = None
         self.client = "?"
-        self.started = time.monotonic()
-        self.last_rx = self.started
         self.stream: LiveStream | None = None
         self.connected: Connected | None = None
         self._key = ""
-        self._backlog: list[Any] = []  # events (and raw reads) waiting behind an async step
+        # Reads (and when they arrived) waiting behind an async step.
+        self._backlog: list[tuple[bytes, float]] = []
         self._waiting = False
         self._pending_tracks: dict[TrackKind, CodecConfigured] = {}
         self._metadata: dict[str, Any] = {}
@@ -183,25 +177,26 @@ class RtmpProtocol(asyncio.Protocol):
         service.connections.add(self)
         service.metrics.connections.inc()
         log.debug("rtmp %s: connected%s", self.client, " (rtmps)" if self.secure else "")
+        self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        self.last_rx = time.monotonic()
+        now = self._loop.time()
         if self._waiting:
             # Reading is paused, but a transport may still hand over what it had read.
-            self._backlog.append(data)
+            self._backlog.append((data, now))
             return
-        self._feed(data)
+        self._feed(data, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish("client closed" if exc is None else f"connection lost: {exc}")
 
     # ---- core --------------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes, now: float) -> None:
         try:
-            events = self.core.receive_data(data)
+            events = self.core.receive_data(data, now)
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -306,11 +301,11 @@ class RtmpProtocol(asyncio.Protocol):
             self._waiting = False
             backlog, self._backlog = self._backlog, []
             self._process(events, resume_at)
-            for data in backlog:
+            for data, arrived in backlog:
                 if self._waiting or self._closed:
-                    self._backlog.append(data)
+                    self._backlog.append((data, arrived))
                 else:
-                    self._feed(data)
+                    self._feed(data, arrived)
             if not self._waiting and not self._closed and self.transport is not None:
                 self.transport.resume_reading()
 
@@ -412,6 +407,8 @@ class RtmpProtocol(asyncio.Protocol):
             transport.write(out)
         if self.core.close_requested and not self._closed:
             self._close_after_write()
+        if not self._closed:
+            self._arm_timer()
 
     def _flush_unit_counts(self) -> None:
         units = self._units
@@ -432,16 +429,34 @@ class RtmpProtocol(asyncio.Protocol):
             self.transport.abort()
         self._finish(reason)
 
-    def check_timeouts(self, now: float) -> None:
-        config = self.service.config
-        if self.stream is None and now - self.started > config.handshake_timeout:
-            self.service.metrics.protocol_errors.labels("timeout").inc()
-            self._result = "timeout"
-            self.abort(f"no publish within {config.handshake_timeout:g} s")
-        elif now - self.last_rx > config.idle_timeout:
-            self.service.metrics.protocol_errors.labels("idle").inc()
-            self._result = "timeout"
-            self.abort(f"nothing received for {config.idle_timeout:g} s")
+    # ---- deadlines: one timer per connection, at the core's next deadline ---------------
+
+    def _arm_timer(self) -> None:
+        """Arm (or bring forward) the timer; called after every read, it is a comparison. A
+        deadline that moved later (bytes came in) is left alone: the timer fires early, the
+        core says so and the timer is re-armed then, once per deadline instead of per read."""
+        deadline = self.core.next_deadline()
+        if deadline is None or deadline >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        armed_for, self._timer, self._timer_at = self._timer_at, None, math.inf
+        if self._closed:
+            return
+        # A timer may run a hair before its time (uvloop's clock counts whole milliseconds):
+        # it is the deadline's time, or the core would not see it passed and the timer
+        # would spin until the clock ticks.
+        for event in self.core.handle_timer(max(self._loop.time(), armed_for)):
+            if isinstance(event, TimedOut):
+                self.service.metrics.protocol_errors.labels(event.kind).inc()
+                self._result = "timeout"
+                self.abort(event.reason)
+                return
+        self._arm_timer()
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.service.metrics.protocol_errors.labels(exc.kind).inc()
@@ -471,6 +486,9 @@ class RtmpProtocol(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._end_publication(reason)
         service = self.service
         if self in service.connections:

@@ -369,6 +369,49 @@ def test_each_pipelined_publish_request_can_be_answered(second_stream: int) -> N
     assert starts == [1, second_stream]
 
 
+@pytest.mark.parametrize("second_stream", [1, 2])
+def test_answering_an_older_request_does_not_accept_the_newer_one(second_stream: int) -> None:
+    """publish, FCUnpublish, publish again in one read: the first answer is for a publication
+    that already ended, so the second stays unanswered, and stopping it before its answer is
+    no Unpublish.Success (that would precede its Publish.Start)."""
+    client = Client()
+    client.connect()
+    client.command("createStream", 2.0, None)
+    client.command("createStream", 3.0, None)
+    encode = client.encoder.encode
+    data = encode(8, 0, COMMAND, 1, amf0.encode("publish", 4.0, None, "k", "live"))
+    data += encode(3, 0, COMMAND, 0, amf0.encode("FCUnpublish", 5.0, None, "k"))
+    data += encode(8, 0, COMMAND, second_stream, amf0.encode("publish", 6.0, None, "k", "live"))
+    client.send_raw(data)
+    client.replies()
+    client.conn.accept_publish(1)
+    assert not client.conn.publish_accepted  # the newer request is not answered yet
+    assert client.conn.publishing_stream == second_stream
+    client.command("FCUnpublish", 7.0, None, "k")
+    client.conn.accept_publish(second_stream)
+    assert not client.conn.publish_accepted  # its publication ended before the answer
+    assert [(sid, info["code"]) for sid, info in statuses(client.replies())] == [
+        (1, "NetStream.Publish.Start"), (second_stream, "NetStream.Publish.Start")]
+
+
+def test_an_empty_key_refusal_leaves_earlier_requests_answerable() -> None:
+    """The core refuses a publish without a key by itself; the application never saw that
+    request, so it must not use up the answer owed for an earlier one on the same stream."""
+    client = Client()
+    client.connect()
+    client.command("createStream", 2.0, None)
+    encode = client.encoder.encode
+    data = encode(8, 0, COMMAND, 1, amf0.encode("publish", 3.0, None, "k", "live"))
+    data += encode(3, 0, COMMAND, 0, amf0.encode("FCUnpublish", 4.0, None, "k"))
+    data += encode(8, 0, COMMAND, 1, amf0.encode("publish", 5.0, None, "", "live"))
+    events = client.send_raw(data)
+    assert [type(e) for e in events] == [PublishRequested, PublishStopped]
+    client.conn.accept_publish(1)  # must not raise
+    assert [info["code"] for _, info in statuses(client.replies())] == [
+        "NetStream.Publish.BadName", "NetStream.Publish.Start"]
+    assert client.conn.close_requested
+
+
 @pytest.mark.parametrize("command", [
     ["FCUnpublish", 6.0, None, "k"],
     ["deleteStream", 7.0, None, 1.0],
