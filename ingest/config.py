@@ -26,7 +26,8 @@ class IngestConfig:
     rtmps_port: int = 1936
     tls_cert: str | None = None  # RTMPS listener only when both cert and key are given
     tls_key: str | None = None
-    handshake_timeout: float = 10.0  # seconds from accept until the publish is answered
+    # seconds from accept (or from the end of a publication) until a publish is answered
+    handshake_timeout: float = 10.0
     idle_timeout: float = 30.0  # seconds without a byte from a connected client
     max_connections: int = 2000
     max_message_size: int = MAX_MESSAGE_SIZE
