@@ -77,6 +77,10 @@ class AacTranscoder:
         self._resampler = self._new_resampler()
         self._origin_ms: int | None = None  # media time of sample 0 of this run
         self._samples = 0  # samples (at self.rate) put into the resampler in this run
+        # Where the last AAC frame out ended: a new run never starts before it, or its
+        # frames would overlap (go back in time) when the source's units held more audio
+        # than their timestamps allow for.
+        self._end_ms: int | None = None
         self.errors = 0  # units that did not decode
         self.restarts = 0  # new runs after a timestamp gap or jump
 
@@ -134,7 +138,8 @@ class AacTranscoder:
                 if counted is not None:
                     self.restarts += 1
                     out += self._finish_run()
-                self._origin_ms = unit.pts
+                end = self._end_ms
+                self._origin_ms = unit.pts if end is None else max(unit.pts, end)
                 self._samples = 0
             frame.pts = None  # timed by the sample count, not the decoder's guess
             out += self._resample(frame)
@@ -168,6 +173,7 @@ class AacTranscoder:
                 continue
             ms = self._origin_ms + packet.pts * 1000 // self.rate
             out.append(MediaUnit(TrackKind.AUDIO, ms, ms, True, bytes(packet)))
+            self._end_ms = ms + (packet.duration or 0) * 1000 // self.rate
         return out
 
     def _finish_run(self) -> list[MediaUnit]:
