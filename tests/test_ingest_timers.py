@@ -12,11 +12,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from golive.config import IngestConfig
+from golive.hub import Hub
 from golive.ingest import amf0
 from golive.ingest.chunk import ChunkEncoder
+from golive.ingest.config import IngestConfig
 from golive.ingest.handshake import client_c0c1, client_c2
-from golive.ingest.hub import Hub
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService, RtmpProtocol
 
