@@ -176,7 +176,10 @@ async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path
     try:
         publisher = await PyAvPublisher.start(
             f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
-            seconds=2 * PAGE_SECONDS + 6, realtime=True, width=640, height=360)
+            seconds=2 * PAGE_SECONDS + 6, realtime=True, width=640, height=360,
+            # Held open after its media: the listing below must see it live however long
+            # the two pages took (under load they outlasted the media).
+            hold=True)
         base = f"http://127.0.0.1:{server.http_port}/watch/{NAME}"
         played = await _play([base, base + "?lowLatency=0"], PAGE_SECONDS)
 

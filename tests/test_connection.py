@@ -346,20 +346,24 @@ def test_accept_after_the_publish_already_stopped_in_the_same_read() -> None:
     assert "NetStream.Publish.Start" in codes
 
 
-@pytest.mark.parametrize("second_stream", [1, 2])
-def test_each_pipelined_publish_request_can_be_answered(second_stream: int) -> None:
-    """publish, FCUnpublish, publish again in one read (a quick stop/start): the application
-    answers each PublishRequested in order, as ingest/server.py does."""
-    client = Client()
+def _stop_and_start_in_one_read(client: Client, second_stream: int) -> list[object]:
+    """publish on stream 1, FCUnpublish, publish on `second_stream`, in one read."""
     client.connect()
     client.command("createStream", 2.0, None)
     client.command("createStream", 3.0, None)
     encode = client.encoder.encode
     data = encode(8, 0, COMMAND, 1, amf0.encode("publish", 4.0, None, "k", "live"))
     data += encode(3, 0, COMMAND, 0, amf0.encode("FCUnpublish", 5.0, None, "k"))
-    data += encode(8, 0, COMMAND, second_stream,
-                   amf0.encode("publish", 6.0, None, "k", "live"))
-    events = client.send_raw(data)
+    data += encode(8, 0, COMMAND, second_stream, amf0.encode("publish", 6.0, None, "k", "live"))
+    return client.send_raw(data)
+
+
+@pytest.mark.parametrize("second_stream", [1, 2])
+def test_each_pipelined_publish_request_can_be_answered(second_stream: int) -> None:
+    """publish, FCUnpublish, publish again in one read (a quick stop/start): the application
+    answers each PublishRequested in order, as ingest/server.py does."""
+    client = Client()
+    events = _stop_and_start_in_one_read(client, second_stream)
     assert [type(e) for e in events] == [PublishRequested, PublishStopped, PublishRequested]
     for event in events:
         if isinstance(event, PublishRequested):
@@ -375,14 +379,7 @@ def test_answering_an_older_request_does_not_accept_the_newer_one(second_stream:
     that already ended, so the second stays unanswered, and stopping it before its answer is
     no Unpublish.Success (that would precede its Publish.Start)."""
     client = Client()
-    client.connect()
-    client.command("createStream", 2.0, None)
-    client.command("createStream", 3.0, None)
-    encode = client.encoder.encode
-    data = encode(8, 0, COMMAND, 1, amf0.encode("publish", 4.0, None, "k", "live"))
-    data += encode(3, 0, COMMAND, 0, amf0.encode("FCUnpublish", 5.0, None, "k"))
-    data += encode(8, 0, COMMAND, second_stream, amf0.encode("publish", 6.0, None, "k", "live"))
-    client.send_raw(data)
+    _stop_and_start_in_one_read(client, second_stream)
     client.replies()
     client.conn.accept_publish(1)
     assert not client.conn.publish_accepted  # the newer request is not answered yet
