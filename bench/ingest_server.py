@@ -30,6 +30,7 @@ from golive.ingest.config import IngestConfig
 from golive.media import MediaUnit
 from golive.origin.config import HttpConfig
 from golive.server import Server, run_event_loop
+from golive.transcode.config import TranscodeConfig
 
 # Deep enough that a subscriber never drops at flood speed: a drop would look like a lost unit.
 SUBSCRIBER_CAPACITY = 1 << 20
@@ -100,6 +101,9 @@ async def run(rtmp_port: int, http_port: int, subscribe: bool = True) -> None:
             handshake_timeout=30.0,
         ),
         http=HttpConfig(host="127.0.0.1", port=http_port),
+        # Ingest and packaging measured in this process: no transcode workers beside it
+        # taking the cores (they would only add noise; `bench.density` measures them).
+        transcode=TranscodeConfig(enabled=False),
     )
     server = Server(config)
     recorder = ArrivalRecorder(server) if subscribe else None
