@@ -7,10 +7,9 @@ tfdt the real decode time, `fragment_index` continues the mfhd sequence numbers,
 timestamps are not shifted (`avoid_negative_ts=disabled`). A segment is its parts, concatenated.
 Muxing one part takes about a quarter of a millisecond.
 
-PyAV builds output streams from a template stream. To get one that carries a `Track`'s codec
-configuration without decoding anything, `_template` opens a few bytes of FLV holding just the
-sequence headers, exactly as an RTMP publisher sent them: libavformat's FLV demuxer turns
-them into codec parameters (avcC, hvcC, av1C, AudioSpecificConfig, OpusHead).
+PyAV builds output streams from a template stream: the muxer opens one carrying each
+`Track`'s codec configuration from a few bytes of FLV (`golive.flv_template`), without
+decoding anything.
 """
 
 from __future__ import annotations
@@ -22,40 +21,18 @@ from collections.abc import Iterable
 import av
 from av.container import InputContainer
 
+from golive.flv_template import (
+    AUDIO_FOURCC,
+    VIDEO_FOURCC,
+    UnsupportedCodec,
+    flv_with_sequence_headers,
+)
 from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
 
 FRAGMENT_FLAGS = "empty_moov+default_base_moof+frag_discont+skip_trailer"
 
-# FLV sequence-header payloads (FLV spec; Enhanced RTMP for HEVC, AV1, VP9 and Opus).
-_VIDEO_FOURCC = {"hevc": b"hvc1", "av1": b"av01", "vp9": b"vp09"}
-_AUDIO_FOURCC = {"opus": b"Opus"}
-PACKAGEABLE_VIDEO = frozenset({"h264", *_VIDEO_FOURCC})
-PACKAGEABLE_AUDIO = frozenset({"aac", *_AUDIO_FOURCC})
-
-
-class UnsupportedCodec(ValueError):
-    """The track's codec cannot go into fMP4 HLS here (e.g. MP3 before transcoding)."""
-
-
-def _flv_tag(tag_type: int, body: bytes) -> bytes:
-    header = bytes([tag_type]) + len(body).to_bytes(3, "big") + bytes(7)
-    return header + body + struct.pack(">I", 11 + len(body))
-
-
-def _sequence_header(track: Track) -> bytes:
-    if track.kind is TrackKind.VIDEO:
-        if track.codec == "h264":
-            return _flv_tag(9, b"\x17\x00\x00\x00\x00" + track.extradata)
-        fourcc = _VIDEO_FOURCC.get(track.codec)
-        if fourcc is None:
-            raise UnsupportedCodec(f"video codec {track.codec} cannot be packaged as fMP4")
-        return _flv_tag(9, b"\x90" + fourcc + track.extradata)  # keyframe, SequenceStart
-    if track.codec == "aac":
-        return _flv_tag(8, b"\xaf\x00" + track.extradata)
-    fourcc = _AUDIO_FOURCC.get(track.codec)
-    if fourcc is None:
-        raise UnsupportedCodec(f"audio codec {track.codec} cannot be packaged as fMP4")
-    return _flv_tag(8, b"\x90" + fourcc + track.extradata)  # ExHeader, SequenceStart
+PACKAGEABLE_VIDEO = frozenset({"h264", *VIDEO_FOURCC})
+PACKAGEABLE_AUDIO = frozenset({"aac", *AUDIO_FOURCC})
 
 
 class FragmentMuxer:
@@ -71,9 +48,8 @@ class FragmentMuxer:
                 raise UnsupportedCodec(
                     f"{track.kind} codec {track.codec} cannot be packaged as fMP4")
         self.tracks = tuple(ordered)
-        flv = b"FLV\x01" + bytes([_flv_flags(self.tracks)]) + b"\x00\x00\x00\x09\x00\x00\x00\x00"
-        flv += b"".join(_sequence_header(track) for track in self.tracks)
-        self._template: InputContainer = av.open(io.BytesIO(flv), "r", format="flv")
+        self._template: InputContainer = av.open(
+            io.BytesIO(flv_with_sequence_headers(self.tracks)), "r", format="flv")
         self._template_streams = {s.type: s for s in self._template.streams}
         missing = [t.kind.value for t in self.tracks
                    if t.kind.value not in self._template_streams]
@@ -133,10 +109,6 @@ class FragmentMuxer:
         if written:
             self._fragments += 1
         return _boxes(data, (b"moof", b"mdat"))
-
-
-def _flv_flags(tracks: tuple[Track, ...]) -> int:
-    return sum(4 if t.kind is TrackKind.AUDIO else 1 for t in tracks)
 
 
 def _boxes(data: bytes, wanted: tuple[bytes, ...]) -> bytes:

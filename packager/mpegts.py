@@ -41,11 +41,10 @@ import av
 from av.container import InputContainer, OutputContainer
 from av.stream import Stream
 
+from golive.flv_template import flv_with_sequence_headers
 from golive.media import MILLISECONDS, MediaUnit, Track, TrackKind
 from golive.packager.fmp4 import (
     UnsupportedCodec,
-    _flv_flags,
-    _sequence_header,
 )
 
 TS_PACKET = 188
@@ -83,8 +82,7 @@ class TsMuxer:
         self._streams: dict[TrackKind, Stream] = {}
         self._pending: MediaUnit | None = None  # muxed as `following`, still queued
         self.timelines = 0  # muxers opened: each restarts continuity counters
-        flv = b"FLV\x01" + bytes([_flv_flags(self.tracks)]) + b"\x00\x00\x00\x09\x00\x00\x00\x00"
-        flv += b"".join(_sequence_header(track) for track in self.tracks)
+        flv = flv_with_sequence_headers(self.tracks)
         self._template: InputContainer | None = av.open(io.BytesIO(flv), "r", format="flv")
         self._template_streams = {s.type: s for s in self._template.streams}
         missing = [t.kind.value for t in self.tracks

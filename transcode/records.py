@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 
 import av
 
 from golive.codecs import avc_codec_string, hevc_codec_string
+from golive.flv_template import flv_with_sequence_headers
+from golive.media import Track, TrackKind
 from golive.transcode.annexb import avcc_from_annexb
 
 
@@ -31,14 +32,10 @@ def decoder_config(encoder: str, annexb: bytes, width: int,
 
 def _hvcc_from_annexb(annexb: bytes, width: int, height: int) -> bytes:
     """The hvcC record of VPS/SPS/PPS in Annex B, as libavformat's mp4 muxer writes it."""
-    # PyAV cannot set an output stream's extradata, so the parameter sets go in as a template
-    # stream: an Enhanced RTMP HEVC sequence header (keyframe, SequenceStart, "hvc1") in a
-    # few bytes of FLV, whose demuxer makes them the stream's extradata as they are. This is
-    # the packager's FragmentMuxer template, minus the packager: transcode does not import it.
-    body = b"\x90hvc1" + annexb
-    tag = b"\x09" + len(body).to_bytes(3, "big") + bytes(7) + body  # type 9: video
-    tag += struct.pack(">I", 11 + len(body))  # PreviousTagSize: the size of the tag before it
-    flv = b"FLV\x01\x01\x00\x00\x00\x09\x00\x00\x00\x00" + tag  # header: video only
+    # The parameter sets become the template stream's extradata as they are (see
+    # golive.flv_template), as for the packager's muxer.
+    track = Track(TrackKind.VIDEO, "hevc", annexb, width=width, height=height)
+    flv = flv_with_sequence_headers([track])
     buffer = io.BytesIO()
     with av.open(io.BytesIO(flv), "r", format="flv") as source:
         if not source.streams.video:
