@@ -131,7 +131,7 @@ class HlsFiles:
             raise NotFound("no such rendition")
         if filename == "index.m3u8":
             return await _media_playlist(found, msn, part)
-        return await _media_file(broadcast, found, filename)
+        return await _media_file(found, filename)
 
 
 async def _master(broadcast: Broadcast) -> HlsFile:
@@ -180,13 +180,13 @@ async def _media_playlist(rendition: Rendition, msn_text: str | None,
                    max_age=_live_max_age(rendition, rendition.target_duration))
 
 
-async def _media_file(broadcast: Broadcast, rendition: Rendition, filename: str) -> HlsFile:
+async def _media_file(rendition: Rendition, filename: str) -> HlsFile:
     match = _FILE.match(filename)
     if match is None:
         raise NotFound("no such file")
     key = rendition.prefix + filename
     kind = "init" if filename.startswith("init") else "segment"
-    store = broadcast.store
+    store = rendition.store
     path, data = store.path(key), None
     if path is None:
         data = store.get(key)
