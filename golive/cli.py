@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import sys
 
 import click
 
 from golive import __version__
+from golive.addresses import lan_addresses
 from golive.config import Config, ConfigError, load_config, with_overrides
 from golive.ingest.config import IngestConfig
 from golive.names import is_valid_stream_name
@@ -156,17 +156,11 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
         sys.exit(1)
 
 
-def _lan_address() -> str:
-    try:
-        address = socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-    return "127.0.0.1" if address.startswith("127.") else address
-
-
 def _banner(server: Server, generated_key: str | None) -> None:
     ingest: IngestConfig = server.config.ingest
-    host = _lan_address() if ingest.host in ("0.0.0.0", "::", "") else ingest.host
+    # Listening on every address: tell other devices the ones they can reach.
+    hosts = lan_addresses() if ingest.host in ("0.0.0.0", "::", "") else [ingest.host]
+    host = hosts[0] if hosts else "127.0.0.1"
     http = f"http://{host}:{server.http_port}"
     lines = [
         "",
@@ -175,6 +169,11 @@ def _banner(server: Server, generated_key: str | None) -> None:
         "In OBS: Settings > Stream > Service: Custom...",
         f"  Server:      rtmp://{host}:{server.ingest.rtmp_port}/{ingest.app}",
     ]
+    lines += [f"               (or rtmp://{other}:{server.ingest.rtmp_port}/{ingest.app})"
+              for other in hosts[1:]]
+    if not hosts:
+        lines.append("               (no network interface is up: only this machine can "
+                     "connect)")
     if server.ingest.rtmps_port is not None:
         lines.append(f"  (or RTMPS)  rtmps://{host}:{server.ingest.rtmps_port}/{ingest.app}")
     if ingest.open:
