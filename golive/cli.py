@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import secrets
 import sys
@@ -15,6 +16,9 @@ from golive.ingest.config import IngestConfig
 from golive.names import is_valid_stream_name
 from golive.server import Server, run_event_loop, serve_forever
 from golive.transcode.encoders import ENCODERS, PRESETS
+
+# Every setting at its default, explained (a test checks it loads to the defaults).
+EXAMPLE_CONFIG = importlib.resources.files("golive") / "example.toml"
 
 
 def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
@@ -35,10 +39,36 @@ def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
 @click.version_option(__version__, prog_name="golive")
 def main() -> None:
     """golive: a live-streaming server. Publish with RTMP (OBS, FFmpeg, phones), watch
-    over HLS, scrape metrics with Prometheus."""
+    over HLS, scrape metrics with Prometheus.
+
+    Start with `golive serve`: it prints what to type into OBS and where to watch.
+    `golive COMMAND --help` explains each command."""
 
 
-@main.command()
+@main.group("config", short_help="Print an example config file, or check one.")
+def config_group() -> None:
+    """The TOML configuration file (`golive serve --config FILE`)."""
+
+
+@config_group.command("example", short_help="Print a config file with every setting.")
+def config_example() -> None:
+    """Print a configuration file holding every setting at its default, each explained:
+    `golive config example > golive.toml`, then change what you need."""
+    click.echo(EXAMPLE_CONFIG.read_text(), nl=False)
+
+
+@config_group.command("check", short_help="Say what is wrong with a config file.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def config_check(file: str) -> None:
+    """Load FILE as `golive serve --config FILE` would; exit 2 with what is wrong."""
+    try:
+        load_config(file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"{file}: ok")
+
+
+@main.command(short_help="Run the server: RTMP in, HLS out, metrics.")
 @click.option("--rtmp-port", type=click.IntRange(0, 65535), default=None,
               help="TCP port for RTMP publishers.  [default: 1935]")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None,
