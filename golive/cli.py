@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-import secrets
+import os
+import shutil
+import sqlite3
 import sys
+import time
 
 import click
 
@@ -13,6 +16,7 @@ from golive import __version__
 from golive.addresses import lan_addresses
 from golive.config import Config, ConfigError, load_config, with_overrides
 from golive.ingest.config import IngestConfig
+from golive.ingest.key_store import KeyStore, KeyStoreError
 from golive.names import is_valid_stream_name
 from golive.server import Server, run_event_loop, serve_forever
 from golive.transcode.encoders import ENCODERS, PRESETS
@@ -66,6 +70,79 @@ def config_check(file: str) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"{file}: ok")
+
+
+STATE_DIR = click.option(
+    "--state-dir", type=click.Path(file_okay=False), default=None,
+    help="The state directory `golive serve` uses.  [default: $XDG_STATE_HOME/golive, else "
+         "~/.local/state/golive]")
+
+
+@main.group("keys", short_help="List, add, rotate or remove kept stream keys.")
+def keys_group() -> None:
+    """The stream keys kept in the state directory: a running server takes a change at the
+    next publish. Keys are secrets: they are shown only when made (add, rotate)."""
+
+
+def _store(state_dir: str | None) -> KeyStore:
+    try:
+        return KeyStore(state_dir or default_state_dir())
+    except (OSError, sqlite3.Error) as exc:
+        raise click.UsageError(f"cannot open the key store in {state_dir}: {exc}") from exc
+
+
+@keys_group.command("list", short_help="The streams with a kept key (not the keys).")
+@STATE_DIR
+def keys_list(state_dir: str | None) -> None:
+    """The stream names with a kept key, when each was made or last rotated."""
+    store = _store(state_dir)
+    kept = store.list()
+    if not kept:
+        click.echo(f"no stream keys are kept in {store.directory}")
+    for key in kept:
+        when = key.rotated or key.created
+        click.echo(f"{key.name}\t{'rotated' if key.rotated else 'made'} "
+                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}")
+
+
+def _show(action: str, name: str, secret: str) -> None:
+    click.echo(f"{action} the key of stream {name!r}. In OBS, Stream Key:\n\n  {secret}\n\n"
+               "It is shown only now.")
+
+
+@keys_group.command("add", short_help="A new stream with a new random key.")
+@click.argument("name")
+@STATE_DIR
+def keys_add(name: str, state_dir: str | None) -> None:
+    """Make a random key for stream NAME and print it (once)."""
+    try:
+        _show("Made", name, _store(state_dir).add(name))
+    except KeyStoreError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@keys_group.command("rotate", short_help="A new key for a stream; the old one stops.")
+@click.argument("name")
+@STATE_DIR
+def keys_rotate(name: str, state_dir: str | None) -> None:
+    """Replace the key of stream NAME by a new random one and print it (once); a publisher
+    using the old key is refused from its next connection."""
+    try:
+        _show("Rotated", name, _store(state_dir).rotate(name))
+    except KeyStoreError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@keys_group.command("remove", short_help="Forget a stream's key.")
+@click.argument("name")
+@STATE_DIR
+def keys_remove(name: str, state_dir: str | None) -> None:
+    """Forget the key of stream NAME: nobody can publish it with that key any more."""
+    try:
+        _store(state_dir).remove(name)
+    except KeyStoreError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"Removed the key of stream {name!r}.")
 
 
 @main.command(short_help="Run the server: RTMP in, HLS out, metrics.")
@@ -139,6 +216,10 @@ def config_check(file: str) -> None:
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
                                                case_sensitive=False), default=None,
               help="Log verbosity.  [default: INFO]")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Where golive keeps what must survive a restart: the stream keys it "
+                   "makes (managed with `golive keys`).  [default: $XDG_STATE_HOME/golive, "
+                   "else ~/.local/state/golive]")
 def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           config_file: str | None, keys: tuple[str, ...], open_mode: bool | None,
           webhook: str | None, rtmps_port: int | None, tls_cert: str | None,
@@ -147,18 +228,18 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           mpegts: bool | None, grace_period: float | None, no_transcode: bool | None,
           ladder: tuple[str, ...], no_passthrough: bool | None,
           long_gop: str | None, transcode_workers: int | None, encoder: str | None,
-          x264_preset: str | None, log_level: str | None) -> None:
+          x264_preset: str | None, log_level: str | None, state_dir: str | None) -> None:
     """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
     unless --store-dir is given)."""
     try:
         config = load_config(config_file) if config_file else Config()
         key_table = {**config.ingest.keys, **_parse_keys(keys)}
+        state = state_dir or config.state_dir or default_state_dir()
         generated = None
         if not key_table and not (open_mode or config.ingest.open) and not (
             webhook or config.ingest.webhook_url
         ):
-            generated = secrets.token_urlsafe(12)
-            key_table = {generated: "main"}
+            generated = _first_key(state)
         config = with_overrides(
             config,
             ingest={"port": rtmp_port, "host": host, "keys": key_table, "open": open_mode,
@@ -174,6 +255,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                        "long_gop": long_gop,
                        "workers": transcode_workers, "codec": encoder,
                        "preset": x264_preset},
+            state_dir=state,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -184,6 +266,37 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
     except OSError as exc:  # typically: the port is taken
         click.echo(f"golive: cannot start: {exc}", err=True)
         sys.exit(1)
+
+
+def default_state_dir() -> str:
+    """Per user, as the XDG base directory spec says state belongs ($XDG_STATE_HOME)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".local", "state")
+    return os.path.join(base, "golive")
+
+
+def _first_key(state_dir: str) -> str | None:
+    """Nothing configured: the stream `main` gets a key, made once and kept in the state
+    directory. The new key when one was made now (to show once), else None."""
+    try:
+        store = KeyStore(state_dir)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot keep stream keys in {state_dir} ({exc}); give another "
+                          "--state-dir") from exc
+    try:
+        return None if store.list() else store.add("main")
+    finally:
+        store.close()
+
+
+def _command() -> str:
+    """How the user can run this same golive again (`make run` does not put it on PATH)."""
+    me = os.path.realpath(sys.argv[0])
+    on_path = shutil.which("golive")
+    if on_path and os.path.realpath(on_path) == me:
+        return "golive"
+    relative = os.path.relpath(me)
+    return relative if not relative.startswith("..") else me
 
 
 def _banner(server: Server, generated_key: str | None) -> None:
@@ -212,15 +325,21 @@ def _banner(server: Server, generated_key: str | None) -> None:
             "",
             "  !!! OPEN MODE: anyone who can reach this port can publish. !!!",
         ]
-    elif generated_key:
+    stored = [key.name for key in server.key_store.list()] if server.key_store else []
+    if generated_key:
         lines += [
             f"  Stream Key:  {generated_key}",
             "",
-            "  (a new random key each start; keep it with:"
-            f" golive serve --key main={generated_key})",
+            f"  This key was made for stream 'main' and is kept in {server.config.state_dir}:",
+            "  OBS keeps working after a restart. It is shown only now;",
+            f"  `{_command()} keys --help` manages the keys.",
         ]
-    elif ingest.keys:
-        names = ", ".join(sorted(ingest.keys.values()))
+    elif stored and not ingest.keys:
+        lines += [f"  Stream Key:  the one kept for {', '.join(stored)} in "
+                  f"{server.config.state_dir}",
+                  f"               (`{_command()} keys rotate NAME` makes and shows a new one)"]
+    elif ingest.keys or stored:
+        names = ", ".join(sorted({*ingest.keys.values(), *stored}))
         lines.append(f"  Stream Key:  the secret you configured for: {names}")
     if ingest.webhook_url:
         lines.append(f"  Publish auth: webhook {ingest.webhook_url}")
@@ -239,8 +358,8 @@ def _banner(server: Server, generated_key: str | None) -> None:
         f"Metrics:       {http}/metrics",
         "",
     ]
-    if generated_key or ingest.keys:
-        name = "main" if generated_key else sorted(ingest.keys.values())[0]
+    if generated_key or ingest.keys or stored:
+        name = "main" if generated_key else sorted({*ingest.keys.values(), *stored})[0]
         lines[-3:-3] = [f"Watch:         {http}/watch/{name}",
                         f"HLS playlist:  {http}/live/{name}/index.m3u8"]
     else:

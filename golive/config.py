@@ -33,6 +33,9 @@ class Config:
     hls: HlsConfig = field(default_factory=HlsConfig)
     transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
     log_level: str = "INFO"
+    # Where golive keeps what must survive a restart (generated stream keys). None: nothing
+    # is kept; the CLI gives a per-user default (see cli.default_state_dir).
+    state_dir: str | None = None
 
 
 def load_config(path: str | Path) -> Config:
@@ -51,6 +54,9 @@ def load_config(path: str | Path) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
     log_level = raw.pop("log_level", "INFO")
+    state_dir = raw.pop("state_dir", None)
+    if state_dir is not None and not isinstance(state_dir, str):
+        raise ConfigError(f"state_dir must be a directory path (a string), got {state_dir!r}")
     if raw:
         raise ConfigError(f"unknown config sections: {', '.join(sorted(raw))}")
     names_to_keys = ingest.pop("keys", {})
@@ -66,6 +72,7 @@ def load_config(path: str | Path) -> Config:
         hls=_build(HlsConfig, hls, "hls"),
         transcode=_build(TranscodeConfig, transcode, "transcode"),
         log_level=str(log_level),
+        state_dir=state_dir,
     )
 
 
@@ -101,7 +108,8 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
 
 def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any],
                    hls: dict[str, Any] | None = None,
-                   transcode: dict[str, Any] | None = None) -> Config:
+                   transcode: dict[str, Any] | None = None,
+                   state_dir: str | None = None) -> Config:
     """Apply command-line values (None means 'not given') over a loaded config."""
     ingest = {k: v for k, v in ingest.items() if v is not None}
     http = {k: v for k, v in http.items() if v is not None}
@@ -109,4 +117,5 @@ def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, An
     transcode = {k: v for k, v in (transcode or {}).items() if v is not None}
     return replace(config, ingest=replace(config.ingest, **ingest),
                    http=replace(config.http, **http), hls=replace(config.hls, **hls),
-                   transcode=replace(config.transcode, **transcode))
+                   transcode=replace(config.transcode, **transcode),
+                   state_dir=state_dir if state_dir is not None else config.state_dir)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from golive.config import Config
 from golive.hub import Hub
+from golive.ingest.key_store import KeyStore
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
 from golive.origin.app import build_app
@@ -34,7 +35,8 @@ class Server:
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.hub = Hub(on_drop=self._count_drop)
-        self.ingest = IngestService(config.ingest, self.hub, self.metrics)
+        self.key_store = KeyStore(config.state_dir) if config.state_dir else None
+        self.ingest = IngestService(config.ingest, self.hub, self.metrics, self.key_store)
         self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
                              else MemoryStore())
         self.transcoder = (Transcoder(config.transcode, self.registry)
@@ -67,6 +69,8 @@ class Server:
             await self.transcoder.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.key_store is not None:
+            self.key_store.close()
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
+from golive.ingest.key_store import KeyStore
 from golive.names import is_valid_stream_name
 
 
@@ -19,12 +20,23 @@ def open_mode_name(key: str) -> str:
 
 
 class KeyTable:
-    def __init__(self, keys: Mapping[str, str], *, open_mode: bool = False) -> None:
+    """The configured keys (config file, --key), and those kept in the state directory's
+    `store`, re-read whenever `golive keys` changed them."""
+
+    def __init__(self, keys: Mapping[str, str], *, open_mode: bool = False,
+                 store: KeyStore | None = None) -> None:
+        self._configured = dict(keys)
         self._keys = dict(keys)
         self.open_mode = open_mode
+        self._store = store
 
     def __len__(self) -> int:
+        self._refresh()
         return len(self._keys)
+
+    def _refresh(self) -> None:
+        if self._store is not None and self._store.changed():
+            self._keys = {**self._store.secrets(), **self._configured}
 
     def name_for(self, key: str, *, chosen: str | None = None,
                  authorized: bool = False) -> str | None:
@@ -36,6 +48,7 @@ class KeyTable:
         """
         if chosen:
             return chosen if is_valid_stream_name(chosen) else None
+        self._refresh()
         encoded = key.encode("utf-8", "surrogatepass")
         for secret, name in self._keys.items():
             # Constant-time per candidate: the comparison must not leak how much matched.

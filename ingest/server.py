@@ -37,6 +37,7 @@ from .events import (
     PublishStopped,
     TimedOut,
 )
+from .key_store import KeyStore
 from .keys import KeyTable
 from .metrics import IngestMetrics
 from .webhook import PublishWebhook
@@ -53,11 +54,12 @@ _DROPS_LOGGED_PER_CONNECTION = 5
 class IngestService:
     """Owns the RTMP listeners, the live connections and the publish policy."""
 
-    def __init__(self, config: IngestConfig, hub: Hub, metrics: IngestMetrics) -> None:
+    def __init__(self, config: IngestConfig, hub: Hub, metrics: IngestMetrics,
+                 key_store: KeyStore | None = None) -> None:
         self.config = config
         self.hub = hub
         self.metrics = metrics
-        self.keys = KeyTable(config.keys, open_mode=config.open)
+        self.keys = KeyTable(config.keys, open_mode=config.open, store=key_store)
         self.webhook = (PublishWebhook(config.webhook_url, config.webhook_timeout)
                         if config.webhook_url else None)
         self.connection_config = ConnectionConfig(
