@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from publishers import RawPublisher
 
 from golive.cli import _first_key, main
 from golive.config import Config
@@ -17,7 +18,6 @@ from golive.ingest.keys import KeyTable
 from golive.origin.config import HttpConfig
 from golive.server import Server
 from golive.transcode.config import TranscodeConfig
-from publishers import RawPublisher
 
 
 def test_the_store_keeps_keys_private_and_across_instances(tmp_path: Path) -> None:
