@@ -149,9 +149,21 @@ def keys_remove(name: str, state_dir: str | None) -> None:
 @click.option("--rtmp-port", type=click.IntRange(0, 65535), default=None,
               help="TCP port for RTMP publishers.  [default: 1935]")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None,
-              help="TCP port for HTTP: playback, /api, /metrics.  [default: 8080]")
+              help="TCP port for public HTTP: playback, /api/streams.  [default: 8080]")
 @click.option("--host", default=None,
               help="Address to listen on for RTMP and HTTP.  [default: 0.0.0.0, all]")
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port of the admin listener: /metrics, /api/admin.  [default: 8081]")
+@click.option("--admin-host", default=None,
+              help="Address of the admin listener; other than loopback it needs "
+                   "--admin-token.  [default: 127.0.0.1, this machine only]")
+@click.option("--admin-token", default=None, envvar="GOLIVE_ADMIN_TOKEN", show_envvar=True,
+              help="Bearer token for the admin routes, which are then also served on the "
+                   "public port. Prefer the environment variable: a command line is visible "
+                   "to every user of the machine.")
+@click.option("--no-admin-listener", "no_admin_listener", is_flag=True, default=None,
+              help="No admin listener: the admin routes only with --admin-token, on the "
+                   "public port.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with [ingest] / [http] settings and [ingest.keys] name = "
                    "\"secret\". Command-line options override it.")
@@ -221,6 +233,8 @@ def keys_remove(name: str, state_dir: str | None) -> None:
                    "makes (managed with `golive keys`).  [default: $XDG_STATE_HOME/golive, "
                    "else ~/.local/state/golive]")
 def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
+          admin_port: int | None, admin_host: str | None, admin_token: str | None,
+          no_admin_listener: bool | None,
           config_file: str | None, keys: tuple[str, ...], open_mode: bool | None,
           webhook: str | None, rtmps_port: int | None, tls_cert: str | None,
           tls_key: str | None, segment_target: float | None, part_target: float | None,
@@ -256,7 +270,10 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                        "workers": transcode_workers, "codec": encoder,
                        "preset": x264_preset},
             state_dir=state,
+            admin={"port": admin_port, "host": admin_host, "token": admin_token,
+                   "listen": False if no_admin_listener else None},
         )
+        config.admin.check_exposure()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     level = (log_level or config.log_level).upper()
@@ -352,17 +369,29 @@ def _banner(server: Server, generated_key: str | None) -> None:
         ladder = "from each source, after Apple's ladder (720p: 540p, 360p, 234p)"
     if transcode.enabled:
         ladder += f"; {transcode.codec} {transcode.preset}"
-    lines += [
-        "",
-        f"Live streams:  {http}/api/streams",
-        f"Metrics:       {http}/metrics",
-        "",
-    ]
+    lines += ["", f"Live streams:  {http}/api/streams", *_admin_lines(server, host, http), ""]
+    live = lines.index(f"Live streams:  {http}/api/streams")
     if generated_key or ingest.keys or stored:
         name = "main" if generated_key else sorted({*ingest.keys.values(), *stored})[0]
-        lines[-3:-3] = [f"Watch:         {http}/watch/{name}",
-                        f"HLS playlist:  {http}/live/{name}/index.m3u8"]
+        lines[live:live] = [f"Watch:         {http}/watch/{name}",
+                            f"HLS playlist:  {http}/live/{name}/index.m3u8"]
     else:
-        lines.insert(-3, f"Watch:         {http}/  (lists the live streams)")
+        lines.insert(live, f"Watch:         {http}/  (lists the live streams)")
     lines.insert(-1, f"Transcoding:   {ladder}")
     click.echo("\n".join(lines))
+
+
+def _admin_lines(server: Server, lan_host: str, public: str) -> list[str]:
+    """Where metrics and the admin API are (the admin listener, else the public port with
+    the token), and who may use them."""
+    admin = server.config.admin
+    if server.admin_port is None and admin.token is None:
+        return ["Metrics:       off (no admin listener and no admin token)"]
+    if server.admin_port is None:
+        url, who = public, "bearer token"
+    else:
+        host = lan_host if admin.host in ("0.0.0.0", "::", "") else admin.host
+        url = f"http://{host}:{server.admin_port}"
+        who = ("this machine only" if admin.token is None
+               else f"bearer token; also on {public}")
+    return [f"Metrics:       {url}/metrics", f"Admin API:     {url}/api/admin/publishers  ({who})"]

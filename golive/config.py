@@ -16,20 +16,21 @@ from typing import Any
 
 from golive.errors import ConfigError
 from golive.ingest.config import IngestConfig
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.packager.config import HlsConfig
 from golive.transcode.config import TranscodeConfig
 
 # The stage configs are re-exported: `Config`'s fields have their types, and code written
 # before each stage owned its config still imports them from here.
-__all__ = ["Config", "ConfigError", "HlsConfig", "HttpConfig", "IngestConfig", "TranscodeConfig",
-           "load_config", "with_overrides"]
+__all__ = ["AdminConfig", "Config", "ConfigError", "HlsConfig", "HttpConfig", "IngestConfig",
+           "TranscodeConfig", "load_config", "with_overrides"]
 
 
 @dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
     transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
     log_level: str = "INFO"
@@ -39,7 +40,7 @@ class Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a TOML file with optional [ingest], [http] tables and [ingest.keys]
+    """Read a TOML file with optional [ingest], [http], [admin] tables and [ingest.keys]
     (name = "secret" pairs, the same direction as `--key NAME=SECRET`)."""
     try:
         raw = tomllib.loads(Path(path).read_text())
@@ -47,9 +48,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     ingest = raw.pop("ingest", {})
     http = raw.pop("http", {})
+    admin = raw.pop("admin", {})
     hls = raw.pop("hls", {})
     transcode = raw.pop("transcode", {})
-    for section, table in (("ingest", ingest), ("http", http), ("hls", hls),
+    for section, table in (("ingest", ingest), ("http", http), ("admin", admin), ("hls", hls),
                            ("transcode", transcode)):
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
@@ -69,6 +71,7 @@ def load_config(path: str | Path) -> Config:
     return Config(
         ingest=_build(IngestConfig, ingest, "ingest"),
         http=_build(HttpConfig, http, "http"),
+        admin=_build(AdminConfig, admin, "admin"),
         hls=_build(HlsConfig, hls, "hls"),
         transcode=_build(TranscodeConfig, transcode, "transcode"),
         log_level=str(log_level),
@@ -109,13 +112,16 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
 def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any],
                    hls: dict[str, Any] | None = None,
                    transcode: dict[str, Any] | None = None,
-                   state_dir: str | None = None) -> Config:
+                   state_dir: str | None = None,
+                   admin: dict[str, Any] | None = None) -> Config:
     """Apply command-line values (None means 'not given') over a loaded config."""
     ingest = {k: v for k, v in ingest.items() if v is not None}
     http = {k: v for k, v in http.items() if v is not None}
     hls = {k: v for k, v in (hls or {}).items() if v is not None}
     transcode = {k: v for k, v in (transcode or {}).items() if v is not None}
+    admin = {k: v for k, v in (admin or {}).items() if v is not None}
     return replace(config, ingest=replace(config.ingest, **ingest),
-                   http=replace(config.http, **http), hls=replace(config.hls, **hls),
+                   http=replace(config.http, **http), admin=replace(config.admin, **admin),
+                   hls=replace(config.hls, **hls),
                    transcode=replace(config.transcode, **transcode),
                    state_dir=state_dir if state_dir is not None else config.state_dir)

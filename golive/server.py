@@ -16,7 +16,10 @@ from golive.hub import Hub
 from golive.ingest.key_store import KeyStore
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
+from golive.origin.admin import add_routes as add_admin_routes
+from golive.origin.admin import build_admin_app
 from golive.origin.app import build_app
+from golive.origin.metrics import AdminMetrics
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
 from golive.packager.store import DiskStore, MemoryStore, Store
@@ -31,6 +34,7 @@ class Server:
     """Everything golive runs, started and stopped together."""
 
     def __init__(self, config: Config) -> None:
+        config.admin.check_exposure()
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
@@ -46,8 +50,16 @@ class Server:
         self.packager = PackagerService(config.hls, self.hub, self.store,
                                         PackagerMetrics(self.registry), self.transcoder, audio)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
+        admin = config.admin
+        admin_metrics = AdminMetrics(self.registry)
+        if admin.token is not None:  # the operator chose a token: admin on the public port too
+            add_admin_routes(self.app, self.ingest, self.key_store, admin_metrics, admin.token)
+        self.admin_app = (build_admin_app(self.app, self.ingest, self.key_store, admin_metrics,
+                                          admin.token) if admin.listen else None)
         self._runner: web.AppRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
         self.http_port = config.http.port
+        self.admin_port: int | None = admin.port if admin.listen else None
 
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
@@ -61,6 +73,13 @@ class Server:
         await site.start()
         if self._runner.addresses:  # port 0 means "any free port": learn which
             self.http_port = self._runner.addresses[0][1]
+        if self.admin_app is not None:
+            self._admin_runner = web.AppRunner(self.admin_app, access_log=None)
+            await self._admin_runner.setup()
+            await web.TCPSite(self._admin_runner, self.config.admin.host,
+                              self.config.admin.port, reuse_address=True).start()
+            if self._admin_runner.addresses:
+                self.admin_port = self._admin_runner.addresses[0][1]
 
     async def close(self) -> None:
         await self.ingest.close()
@@ -69,6 +88,8 @@ class Server:
             await self.transcoder.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
         if self.key_store is not None:
             self.key_store.close()
 

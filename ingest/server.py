@@ -101,6 +101,16 @@ class IngestService:
         if self.webhook is not None:
             await self.webhook.close()
 
+    def kick(self, name: str) -> bool:
+        """Close the connection publishing `name`, as a network drop would (the broadcast
+        keeps its playlists for the grace period). False when nobody publishes it. An
+        encoder that reconnects with the same key comes back: rotate the key to keep it out."""
+        publisher = self.publishers.get(name)
+        if publisher is None:
+            return False
+        publisher.abort("kicked by an operator")
+        return True
+
     async def authorize(self, request: PublishRequested, client: str,
                         connected: Connected | None) -> tuple[str | None, str]:
         """(public name, "") when the key may publish, else (None, refusal reason)."""

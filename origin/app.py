@@ -1,4 +1,5 @@
-"""The HTTP application: one aiohttp app on one port for HLS, the player, metrics and API."""
+"""The public HTTP application: HLS, the player pages, /healthz and /api/streams, nothing that
+names a client. Metrics and the operator's actions are the admin surface's (`admin.py`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition; routed by the admin surface (admin.py), not here."""
     viewers = request.app[hls.VIEWERS]
     gauge = request.app[hls.ORIGIN_METRICS].viewers
     for stream in viewers.streams():
@@ -99,7 +101,6 @@ def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
     app[hls.PACKAGER] = packager
     app[hls.ORIGIN_METRICS] = OriginMetrics(registry)
     app[hls.VIEWERS] = ViewerCounter()
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/streams", streams)
     hls.add_routes(app)

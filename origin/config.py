@@ -1,12 +1,17 @@
-"""The `[http]` settings: where the HTTP origin (HLS, player pages, /metrics, /api) listens.
+"""The `[http]` settings: where the public HTTP origin (HLS, player pages, /api/streams)
+listens; the `[admin]` settings: where metrics and the operator's actions are served.
 Built by `golive.config` from TOML or the command line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from golive.errors import ConfigError
+
+# Shorter bearer tokens are guessable by an attacker who can try them over the network.
+MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -17,3 +22,55 @@ class HttpConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"http.port must be a TCP port (0-65535), got {self.port}")
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """Metrics and admin actions (publishers and their addresses, kick, key rotation) are kept
+    off the public port. The safe default, as MediaMTX does for its API and metrics: a second
+    listener on loopback, reachable only from this machine (Prometheus on the host, an SSH
+    tunnel, a reverse proxy that does its own authentication).
+
+    `token` (a bearer token, `Authorization: Bearer TOKEN`) is the other choice, for an
+    operator whose Prometheus or tools are elsewhere: with it, the admin routes are also served
+    on the public port, and every admin request, on either port, must carry it. An admin
+    listener on a non-loopback address requires a token: nothing else would protect it.
+    `listen = false` turns the admin listener off (the admin routes then exist only with a
+    token, on the public port).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    listen: bool = True
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"admin.port must be a TCP port (0-65535), got {self.port}")
+        if self.token is not None and (len(self.token) < MIN_TOKEN_LENGTH
+                                       or not self.token.isprintable() or " " in self.token):
+            # The token itself is never echoed: error messages end up in logs.
+            raise ConfigError(f"admin.token must be at least {MIN_TOKEN_LENGTH} printable "
+                              "characters without spaces (e.g. `openssl rand -hex 24`)")
+
+    def check_exposure(self) -> None:
+        """Refuse an admin listener that anyone could reach without a token. Checked by the
+        composition (the CLI before it starts, `Server` itself) rather than on construction:
+        the token may come from the environment while the host comes from the TOML file."""
+        if self.listen and self.token is None and not is_loopback(self.host):
+            raise ConfigError(
+                f"admin.host {self.host!r} is not a loopback address: anyone who can reach it "
+                "could list publishers' addresses, kick them and rotate keys. Set an admin "
+                "token (--admin-token, GOLIVE_ADMIN_TOKEN or [admin] token) or listen on "
+                "127.0.0.1")
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect: 'localhost' or a loopback address (not "" or 0.0.0.0,
+    which mean every interface, nor another host name, which may resolve anywhere)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

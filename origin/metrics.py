@@ -25,3 +25,15 @@ class OriginMetrics:
             "golive_hls_viewers",
             "Estimated viewers: distinct clients fetching the stream in the last 15 s.",
             ["stream"], registry=registry)
+
+
+class AdminMetrics:
+    """The admin surface's own: what operators did, and requests refused for a bad token."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = Counter(
+            "golive_admin_actions_total", "Admin actions carried out (kick, rotate_key).",
+            ["action"], registry=registry)
+        self.unauthorized = Counter(
+            "golive_admin_unauthorized_requests_total",
+            "Admin requests refused: no bearer token or a wrong one.", registry=registry)

@@ -164,7 +164,7 @@ async def index(request: web.Request) -> web.Response:
         listing = ("<p>No stream is live. Publish with RTMP to "
                    "<code>rtmp://&lt;this host&gt;/live/&lt;stream key&gt;</code>.</p>")
     body = (f"<header><h1>golive</h1><nav>{len(broadcasts)} broadcast(s) · "
-            '<a href="/api/streams">API</a> · <a href="/metrics">metrics</a></nav></header>'
+            '<a href="/api/streams">API</a></nav></header>'
             f"{listing}")
     refresh = '\n<meta http-equiv="refresh" content="5">'
     return web.Response(text=_page("golive", body, head=refresh), content_type="text/html",

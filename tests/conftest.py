@@ -12,7 +12,7 @@ from helpers import MakeServer
 
 from golive.config import Config
 from golive.ingest.config import IngestConfig
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.packager.config import HlsConfig
 from golive.server import Server
 from golive.transcode.config import TranscodeConfig
@@ -31,15 +31,17 @@ def pytest_asyncio_loop_factories(
 
 @pytest.fixture
 async def make_server() -> AsyncIterator[MakeServer]:
-    """`await make_server(**ingest_settings)`: a started Server on free loopback ports,
-    closed after the test."""
+    """`await make_server(**ingest_settings)`: a started Server on free loopback ports (the
+    admin listener's too, unless `admin` says otherwise), closed after the test."""
     servers: list[Server] = []
 
     async def make(hls: HlsConfig | None = None, transcode: TranscodeConfig | None = None,
+                   admin: AdminConfig | None = None, state_dir: str | None = None,
                    **ingest: Any) -> Server:
         config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, **ingest),
                         http=HttpConfig(host="127.0.0.1", port=0), hls=hls or HlsConfig(),
-                        transcode=transcode or TranscodeConfig())
+                        transcode=transcode or TranscodeConfig(),
+                        admin=admin or AdminConfig(port=0), state_dir=state_dir)
         server = Server(config)
         await server.start()
         servers.append(server)

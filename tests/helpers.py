@@ -97,15 +97,18 @@ class Metrics:
         return [dict(labels) for (n, labels) in self.samples if n == name]
 
 
-async def http_get(port: int, path: str) -> tuple[int, str]:
+async def http_get(port: int, path: str, headers: dict[str, str] | None = None
+                   ) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{port}{path}",
+            f"http://127.0.0.1:{port}{path}", headers=headers,
             timeout=aiohttp.ClientTimeout(total=5)) as response:
         return response.status, await response.text()
 
 
 async def scrape(server: Server) -> Metrics:
-    status, text = await http_get(server.http_port, "/metrics")
+    """/metrics, from the admin listener (the public port does not serve it)."""
+    assert server.admin_port is not None, "this server has no admin listener"
+    status, text = await http_get(server.admin_port, "/metrics")
     assert status == 200
     return Metrics(text)
 

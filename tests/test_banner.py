@@ -12,7 +12,7 @@ import pytest
 from golive import addresses, cli
 from golive.config import Config
 from golive.ingest.config import IngestConfig
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.server import Server
 from golive.transcode.config import TranscodeConfig
 
@@ -30,7 +30,7 @@ def test_the_default_route_first_then_every_other_interface() -> None:
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     config = Config(ingest=IngestConfig(host="0.0.0.0", port=0, keys={"s3cret-key-123": "cam"}),
-                    http=HttpConfig(host="0.0.0.0", port=0),
+                    http=HttpConfig(host="0.0.0.0", port=0), admin=AdminConfig(port=0),
                     transcode=TranscodeConfig(enabled=False))
     server = Server(config)
     await server.start()
@@ -51,7 +51,12 @@ async def test_a_debian_hostname_is_not_what_the_banner_says(
     assert f"  Server:      rtmp://192.168.1.20:{rtmp}/live\n" in text
     assert f"               (or rtmp://10.0.0.5:{rtmp}/live)\n" in text
     assert f"Watch:         http://192.168.1.20:{http}/watch/cam\n" in text
-    assert "127." not in text
+    # Metrics and the admin API are on the loopback admin listener, on purpose; every other
+    # address in the banner is for other devices.
+    admin = f"http://127.0.0.1:{server.admin_port}"
+    assert f"Metrics:       {admin}/metrics\n" in text
+    assert f"Admin API:     {admin}/api/admin/publishers  (this machine only)\n" in text
+    assert "127." not in text.replace(admin, "")
 
 
 async def test_this_machine_is_announced_by_an_address_others_reach(

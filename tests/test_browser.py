@@ -33,7 +33,7 @@ from publishers import PyAvPublisher
 
 from golive.config import Config
 from golive.ingest.config import IngestConfig
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.packager.config import HlsConfig
 from golive.server import Server
 from golive.transcode.config import TranscodeConfig
@@ -170,7 +170,8 @@ def _hls_config() -> HlsConfig:
 async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path) -> None:
     hls_config = _hls_config()
     server = Server(Config(ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
-                           http=HttpConfig(host="127.0.0.1", port=0), hls=hls_config))
+                           http=HttpConfig(host="127.0.0.1", port=0),
+                           admin=AdminConfig(port=0), hls=hls_config))
     await server.start()
     publisher = None
     try:
@@ -230,7 +231,7 @@ async def test_hls_js_switches_between_aligned_renditions_without_stalls(
     rendition cuts its segments at the same times with an IDR there, and the rungs' live
     edge is close behind the source's (no rate-control lookahead)."""
     config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
-                    http=HttpConfig(host="127.0.0.1", port=0),
+                    http=HttpConfig(host="127.0.0.1", port=0), admin=AdminConfig(port=0),
                     transcode=TranscodeConfig(ladder=("240p@300k", "180p@150k")))
     server = Server(config)
     await server.start()

@@ -676,10 +676,11 @@ def _golive_command() -> list[str]:
 
 async def test_golive_serve_process() -> None:
     command = _golive_command()
-    rtmp_port, http_port = _free_port(), _free_port()
+    rtmp_port, http_port, admin_port = _free_port(), _free_port(), _free_port()
     process = await asyncio.create_subprocess_exec(
         *command, "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
-        "--http-port", str(http_port), stdout=asyncio.subprocess.PIPE,
+        "--http-port", str(http_port), "--admin-port", str(admin_port),
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         # Block-buffered stdout, as under systemd or `| tee`: the banner must still show.
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
@@ -704,7 +705,9 @@ async def test_golive_serve_process() -> None:
         assert f"Watch:         http://127.0.0.1:{http_port}/watch/main" in text
         assert f"HLS playlist:  http://127.0.0.1:{http_port}/live/main/index.m3u8" in text
 
-        status, metrics = await http_get(http_port, "/metrics")
+        assert f"Metrics:       http://127.0.0.1:{admin_port}/metrics" in text
+        assert (await http_get(http_port, "/metrics"))[0] == 404  # not on the public port
+        status, metrics = await http_get(admin_port, "/metrics")
         assert status == 200 and "golive_rtmp_connections" in metrics
         # The printed key really publishes.
         publisher = await RawPublisher.open(rtmp_port, key)

@@ -15,7 +15,7 @@ from golive.config import Config
 from golive.ingest.config import IngestConfig
 from golive.ingest.key_store import FILE, KeyStore, KeyStoreError
 from golive.ingest.keys import KeyTable
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.server import Server
 from golive.transcode.config import TranscodeConfig
 
@@ -87,7 +87,7 @@ async def test_a_rotated_key_is_refused_at_the_next_publish(tmp_path: Path) -> N
     store = KeyStore(tmp_path)
     old = store.add("main")
     server = Server(Config(ingest=IngestConfig(host="127.0.0.1", port=0),
-                           http=HttpConfig(host="127.0.0.1", port=0),
+                           http=HttpConfig(host="127.0.0.1", port=0), admin=AdminConfig(port=0),
                            transcode=TranscodeConfig(enabled=False), state_dir=str(tmp_path)))
     await server.start()
     try:
