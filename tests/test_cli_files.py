@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from golive.cli import EXAMPLE_CONFIG, main
 from golive.config import Config, load_config
 from golive.ingest.config import IngestConfig
-from golive.origin.config import HttpConfig
+from golive.origin.config import AdminConfig, HttpConfig
 from golive.packager.config import HlsConfig
 from golive.transcode.config import TranscodeConfig
 
 ROOT = Path(__file__).parent.parent
-SECTIONS = {"ingest": IngestConfig, "http": HttpConfig, "hls": HlsConfig,
+SECTIONS = {"ingest": IngestConfig, "http": HttpConfig, "admin": AdminConfig, "hls": HlsConfig,
             "transcode": TranscodeConfig}
 
 
