@@ -9,17 +9,20 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from golive import process_metrics
 from golive.config import Config
 from golive.hub import Hub
 from golive.ingest.key_store import KeyStore
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
 from golive.origin.app import build_app
+from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
 from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.stream_series import StreamSeries
 from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
 
@@ -32,9 +35,14 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # Every counter would otherwise get a `_created` twin series that nobody graphs.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.hub = Hub(on_drop=self._count_drop)
+        # The packager's drop count exists at 0 from a stream's start (alerts need it then).
+        self.hub.on_publish(
+            lambda stream: self.metrics.hub_dropped.labels(stream.name, SUBSCRIBER))
         self.key_store = KeyStore(config.state_dir) if config.state_dir else None
         self.ingest = IngestService(config.ingest, self.hub, self.metrics, self.key_store)
         self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
@@ -43,8 +51,17 @@ class Server:
                            if config.transcode.enabled else None)
         audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)
                  if config.transcode.audio == "aac" else None)
-        self.packager = PackagerService(config.hls, self.hub, self.store,
-                                        PackagerMetrics(self.registry), self.transcoder, audio)
+        packager_metrics = PackagerMetrics(self.registry)
+        # Every stage's per-stream series, removed together when a broadcast is over.
+        self.stream_series = StreamSeries()
+        self.stream_series.add_from(self.metrics, packager_metrics,
+                                    *([self.transcoder.metrics] if self.transcoder else []),
+                                    *([audio] if audio else []))
+        self.packager = PackagerService(config.hls, self.hub, self.store, packager_metrics,
+                                        self.transcoder, audio,
+                                        forget_stream=self.stream_series.forget)
+        process_metrics.register(self.registry, self.transcoder.pool.worker_pids
+                                 if self.transcoder else dict)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port

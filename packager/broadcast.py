@@ -51,6 +51,7 @@ from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive.packager")
 
+SUBSCRIBER = "hls"  # the packager's name as a subscriber of a stream (in the drop counter)
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
 ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
 
@@ -86,6 +87,7 @@ class Broadcast:
         self.renditions = RenditionSet(name, config, store, self.timeline,
                                        first_sequence=first_sequence,
                                        measured_frame_rate=self._measured_frame_rate)
+        metrics.start_stream(name)
         self.lane = Lane(name, self.renditions.source, self.timeline, metrics)
         self.live_edge = LiveEdge(name, metrics.live_edge_delay)
         self.aac = AacSidePath(name, audio, self._aac_unit)
@@ -153,7 +155,7 @@ class Broadcast:
         self.publications += 1
         self.live = True
         self.stream = stream
-        subscription = stream.subscribe("hls", SUBSCRIBER_CAPACITY)
+        subscription = stream.subscribe(SUBSCRIBER, SUBSCRIBER_CAPACITY)
         # Decided now, not when the task runs: after a quick takeover the first publication's
         # task may first run when the count already includes its successor.
         reconnect = self.publications > 1
@@ -317,6 +319,7 @@ class Broadcast:
         self.ended = True
         self.live = False
         self.renditions.end()
+        self.metrics.ended(self.name)
         if self.recording is not None:
             self.recording.end()
         log.info("stream %s: broadcast ended (ENDLIST)", self.name)
@@ -339,9 +342,9 @@ class Broadcast:
         self.lane.close()
         if self.ts is not None:
             self.ts.close()
+        if self.recording is not None and not self.ended:
+            self.recording.end()  # shutting down: the recording is a VOD playlist already
         self.renditions.close()
-        self.metrics.forget(self.name, self.renditions.names())
-        self.aac.forget()
 
     # -- for the origin ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ only what `file` and `status` answer (`query.py`), never walks the broadcasts th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from golive.hub import Hub, LiveStream
@@ -27,8 +28,11 @@ class PackagerService:
 
     def __init__(self, config: HlsConfig, hub: Hub, store: Store,
                  metrics: PackagerMetrics, transcoder: Transcoder | None = None,
-                 audio: AudioToAac | None = None) -> None:
+                 audio: AudioToAac | None = None,
+                 forget_stream: Callable[[str], None] = lambda stream: None) -> None:
         self.config = config
+        # Removes every stage's metric series of a stream whose broadcast is over for good.
+        self._forget_stream = forget_stream
         self.transcoder = transcoder
         self.audio = audio
         self.store = store
@@ -52,6 +56,7 @@ class PackagerService:
         if broadcast is not None and broadcast.ended:
             next_sequence = broadcast.renditions.next_sequence
             broadcast.close()
+            self._forget_stream(stream.name)
             broadcast = None
         else:
             next_sequence = 0
@@ -67,7 +72,10 @@ class PackagerService:
         if self.broadcasts.get(broadcast.name) is broadcast:
             del self.broadcasts[broadcast.name]
             self.metrics.broadcasts.set(len(self.broadcasts))
-        broadcast.close()
+            broadcast.close()
+            self._forget_stream(broadcast.name)
+        else:
+            broadcast.close()
 
     def get(self, name: str) -> Broadcast | None:
         return self.broadcasts.get(name)

@@ -62,6 +62,7 @@ class TranscodeSession:
         self._reported: dict[str, tuple[int, int, float, float]] = {}
         self._worker_dropped = 0
         self.shed_rungs: set[str] = set()
+        pool.metrics.start_stream(stream, [rung.name for rung in rungs])
 
     @property
     def load(self) -> int:
@@ -287,6 +288,10 @@ class TranscodePool:
         """One worker per core: each runs threads for its streams' rungs, so one process
         could use every core, but a crash then takes fewer streams down with it."""
         return max(1, os.cpu_count() or 1)
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker index -> process id, of the workers running now (for their metrics)."""
+        return {w.index: w.process.pid for w in self.workers if w.process is not None}
 
     def open(self, stream: str, source: Track, rungs: tuple[Rung, ...],
              callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:

@@ -69,8 +69,6 @@ class Transcoder:
              callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:
         return self.pool.open(stream, video, rungs, callbacks, from_idr=from_idr)
 
-    def forget(self, stream: str, rungs: list[str]) -> None:
-        self.metrics.forget(stream, rungs)
 
     async def close(self) -> None:
         await self.pool.close()
