@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import MakeServer, eventually, scrape
+from publishers import RawPublisher, encode_clip
 
 import golive.packager.broadcast
 from golive.packager.config import HlsConfig
 from golive.transcode.config import TranscodeConfig
-from helpers import MakeServer, eventually, scrape
-from publishers import RawPublisher, encode_clip
 
 KEY = "lifecycle-key-123"
 
