@@ -92,3 +92,4 @@ async def serve_forever(config: Config, on_started: Callable[[Server], None]) ->
     finally:
         log.info("shutting down")
         await server.close()
+        log.info("shut down: every stream ended, the transcode workers stopped")
