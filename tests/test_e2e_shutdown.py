@@ -70,8 +70,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-async def test_ctrl_c_with_a_live_stream_stops_everything_without_a_traceback(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_a_signal_to_the_group_with_a_live_stream_stops_all_without_a_traceback(
+        tmp_path: Path, stop: signal.Signals) -> None:
+    """Ctrl-C in a terminal; SIGTERM to every process of the service, as systemd sends it."""
     rtmp_port, http_port = _free_port(), _free_port()
     # Its own session and process group, as a shell gives a foreground job: SIGINT to the
     # group is what a terminal's Ctrl-C does.
@@ -99,14 +101,14 @@ async def test_ctrl_c_with_a_live_stream_stops_everything_without_a_traceback(
             realtime=True)  # live until the server stops
         await _until(transcoding, server, "a rung segment")
 
-        os.killpg(server.pid, signal.SIGINT)
+        os.killpg(server.pid, stop)
         await asyncio.wait_for(server.wait(), 8)
         # Every writer of the pipe is gone (no worker outlived the server): it ends.
         log = (await asyncio.wait_for(stderr, 5)).decode(errors="replace")
         assert server.returncode == 0, log
         assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
         assert f"stream={NAME}: publishing ended (server shutting down)" in log, log
-        assert "died (exit status" not in log, log  # no worker ended before the server let it
+        assert "died (exit status" not in log, log  # no worker was restarted, nor reported
         assert "golive: shut down" in log, log
         assert not _group_alive(server.pid)
     finally:

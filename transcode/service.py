@@ -72,6 +72,10 @@ class Transcoder:
     def forget(self, stream: str, rungs: list[str]) -> None:
         self.metrics.forget(stream, rungs)
 
+    def shutting_down(self) -> None:
+        """The server stops: no worker is restarted from now on (see `TranscodePool`)."""
+        self.pool.shutting_down()
+
     async def close(self) -> None:
         await self.pool.close()
 
