@@ -73,7 +73,7 @@ def _group_alive(pgid: int) -> bool:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 async def test_a_signal_to_the_group_with_a_live_stream_stops_all_without_a_traceback(
         tmp_path: Path, stop: signal.Signals) -> None:
-    """Ctrl-C in a terminal; SIGTERM to every process of the service, as systemd sends it."""
+    """Ctrl-C in a terminal; SIGTERM to the whole group (systemd's default KillMode)."""
     rtmp_port, http_port = _free_port(), _free_port()
     # Its own session and process group, as a shell gives a foreground job: SIGINT to the
     # group is what a terminal's Ctrl-C does.

@@ -108,8 +108,8 @@ async def test_a_killed_worker_is_restarted_and_the_stream_continues(
 
 async def test_a_worker_that_ends_while_the_server_shuts_down_is_not_restarted(
         source: tuple[Track, list[MediaUnit]]) -> None:
-    # Under systemd, SIGTERM reaches the workers with the server: they end before the server
-    # has ended its streams, whose last messages must not start a worker again either.
+    # SIGTERM to the whole group (systemd's default KillMode) ends the workers before the
+    # server has ended its streams, whose last messages must not start a worker again either.
     track, units = source
     registry = CollectorRegistry()
     pool = TranscodePool(1, EncoderSettings(), TranscodeMetrics(registry))

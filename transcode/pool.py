@@ -311,8 +311,9 @@ class TranscodePool:
 
     def shutting_down(self) -> None:
         """The server stops: a worker that ends from now on is not restarted, and none is
-        started for the last messages of streams (SIGTERM to a whole service, as systemd
-        sends it, ends the workers before the server has ended its streams)."""
+        started for the last messages of streams (a signal to the whole process group, such
+        as systemd's default KillMode's SIGTERM, ends the workers before the server has ended
+        its streams)."""
         for worker in self.workers:
             worker.closing = True
 
