@@ -80,6 +80,10 @@ class Server:
             self.http_port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
+        # First: a worker ended by the same signal as the server must not be restarted while
+        # the streams end.
+        if self.transcoder is not None:
+            self.transcoder.shutting_down()
         await self.ingest.close()
         await self.packager.close()
         if self.transcoder is not None:
@@ -113,3 +117,4 @@ async def serve_forever(config: Config, on_started: Callable[[Server], None]) ->
     finally:
         log.info("shutting down")
         await server.close()
+        log.info("shut down: every stream ended, the transcode workers stopped")

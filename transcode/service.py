@@ -70,6 +70,10 @@ class Transcoder:
         return self.pool.open(stream, video, rungs, callbacks, from_idr=from_idr)
 
 
+    def shutting_down(self) -> None:
+        """The server stops: no worker is restarted from now on (see `TranscodePool`)."""
+        self.pool.shutting_down()
+
     async def close(self) -> None:
         await self.pool.close()
 
