@@ -19,7 +19,7 @@ from golive.ingest.server import IngestService
 from golive.origin.app import build_app
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
-from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore, Store
 from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
 
@@ -37,20 +37,25 @@ class Server:
         self.hub = Hub(on_drop=self._count_drop)
         self.key_store = KeyStore(config.state_dir) if config.state_dir else None
         self.ingest = IngestService(config.ingest, self.hub, self.metrics, self.key_store)
-        self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
-                             else MemoryStore())
+        self.packager_metrics = PackagerMetrics(self.registry)
+        self.store: Store = MemoryStore()
+        if config.hls.store_dir:  # a failing disk: the stream goes on from memory, counted
+            self.store = FallbackStore(DiskStore(config.hls.store_dir), self._count_store_error)
         self.transcoder = (Transcoder(config.transcode, self.registry)
                            if config.transcode.enabled else None)
         audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)
                  if config.transcode.audio == "aac" else None)
         self.packager = PackagerService(config.hls, self.hub, self.store,
-                                        PackagerMetrics(self.registry), self.transcoder, audio)
+                                        self.packager_metrics, self.transcoder, audio)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port
 
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
+
+    def _count_store_error(self, stream: str, operation: str) -> None:
+        self.packager_metrics.store_write_errors.labels(stream, operation).inc()
 
     async def start(self) -> None:
         await self.ingest.start()
