@@ -7,17 +7,19 @@ store is ever reachable.
 
 A disk that fails (full, its directory removed or made read-only under a running server)
 must not stop a live stream: `FallbackStore` wraps the live `DiskStore` and keeps in memory
-whatever it cannot write, so the origin goes on serving the stream from memory (its
-playlists it renders itself); only a server reading the directory (nginx) misses those
-files. Never raising into the packager is the point: the alternative, ending the stream,
-punishes viewers for an operator's disk. Each failure is counted (the `on_error` callback:
-`golive_store_write_errors_total{stream,operation}`) and logged once per stream, with the
-path and the errno; once the stream's last file held in memory is gone (the broadcast
-ended, or the disk took every file again) a new failure is logged again. Recordings use a
-plain `DiskStore`, which raises: a recording held in memory would be no recording, so
-`BroadcastRecording` stops it instead. `check_directories` tests every directory once at
-start-up, so a path that was never writable is an error at start rather than at the first
-publish.
+whatever it cannot write, so golive's origin goes on serving the stream from memory (the
+playlists it renders itself anyway); only a server reading the directory (nginx) misses
+those files. Memory holds no more than the memory store would: the packager deletes files
+as they leave the live window. Never raising into the packager is the point: ending the
+stream instead would punish viewers for an operator's disk. Each failure is counted (the
+`on_error` callback: `golive_store_write_errors_total{stream,operation}`) and logged once
+per stream, with the path and the errno; once the stream's last file held in memory is gone
+(the broadcast ended, or the disk took every file again) a new failure is logged again.
+
+Recordings use a plain `DiskStore`, which raises: a recording held in memory would be no
+recording, so `BroadcastRecording` stops it instead. `check_directories` tests every
+directory once at start-up, so a path that was never writable is an error at start rather
+than at the first publish.
 """
 
 from __future__ import annotations
@@ -162,9 +164,9 @@ def _reason(exc: OSError) -> str:
 
 
 class FallbackStore:
-    """A `DiskStore` that keeps in memory what it cannot write, and never raises an OSError
-    (see the module docstring). `on_error(stream, operation)` hears of every failed "write"
-    or "delete"."""
+    """A `DiskStore` that keeps in memory what it cannot write: `put` and `delete` never
+    raise an OSError (see the module docstring). `on_error(stream, operation)` hears of every
+    failed "write" or "delete"; the stream is a key's first part."""
 
     holds_playlists = True
 
