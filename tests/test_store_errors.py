@@ -29,12 +29,13 @@ KEY = "k-" + secrets.token_hex(8)
 NAME = "disk"
 
 
-def serve(*args: str) -> subprocess.CompletedProcess[str]:
+def serve(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`golive serve` in a child process: a check that wrongly passes would run the server,
     which the timeout then ends (a failure) rather than hanging the test run."""
     return subprocess.run(
         [sys.executable, "-c", "from golive.cli import main; main()", "serve", "--open",
-         "--rtmp-port", "0", "--http-port", "0", "--no-transcode", *args],
+         "--rtmp-port", "0", "--http-port", "0", "--no-transcode", "--state-dir", str(state),
+         *args],
         capture_output=True, text=True, timeout=30)
 
 
@@ -45,7 +46,7 @@ def test_unwritable_directory_is_refused_at_start(tmp_path: Path, option: str,
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     directory = blocker / "media"  # cannot be made: its parent is a file
-    result = serve(option, str(directory))
+    result = serve(tmp_path / "state", option, str(directory))
     assert result.returncode == 2, result.stderr
     [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert setting in error and option in error and str(directory) in error
