@@ -21,7 +21,7 @@ from golive.origin.app import build_app
 from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
-from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore, Store
 from golive.stream_series import StreamSeries
 from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
@@ -45,19 +45,20 @@ class Server:
             lambda stream: self.metrics.hub_dropped.labels(stream.name, SUBSCRIBER))
         self.key_store = KeyStore(config.state_dir) if config.state_dir else None
         self.ingest = IngestService(config.ingest, self.hub, self.metrics, self.key_store)
-        self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
-                             else MemoryStore())
+        self.packager_metrics = PackagerMetrics(self.registry)
+        self.store: Store = MemoryStore()
+        if config.hls.store_dir:  # a failing disk: the stream goes on from memory, counted
+            self.store = FallbackStore(DiskStore(config.hls.store_dir), self._count_store_error)
         self.transcoder = (Transcoder(config.transcode, self.registry)
                            if config.transcode.enabled else None)
         audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)
                  if config.transcode.audio == "aac" else None)
-        packager_metrics = PackagerMetrics(self.registry)
         # Every stage's per-stream series, removed together when a broadcast is over.
         self.stream_series = StreamSeries()
-        self.stream_series.add_from(self.metrics, packager_metrics,
+        self.stream_series.add_from(self.metrics, self.packager_metrics,
                                     *([self.transcoder.metrics] if self.transcoder else []),
                                     *([audio] if audio else []))
-        self.packager = PackagerService(config.hls, self.hub, self.store, packager_metrics,
+        self.packager = PackagerService(config.hls, self.hub, self.store, self.packager_metrics,
                                         self.transcoder, audio,
                                         forget_stream=self.stream_series.forget)
         process_metrics.register(self.registry, self.transcoder.pool.worker_pids
@@ -68,6 +69,9 @@ class Server:
 
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
+
+    def _count_store_error(self, stream: str, operation: str) -> None:
+        self.packager_metrics.store_write_errors.labels(stream, operation).inc()
 
     async def start(self) -> None:
         await self.ingest.start()

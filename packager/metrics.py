@@ -47,6 +47,11 @@ class PackagerMetrics:
         self.recording_errors = Counter(
             "golive_hls_recording_errors_total", "Recordings stopped by an error (disk full).",
             ["stream"], registry=registry)
+        self.store_write_errors = Counter(
+            "golive_store_write_errors_total",
+            "Files --store-dir could not take (disk full, directory gone), by operation "
+            "(write: the file is served from memory instead; delete: it stays on disk).",
+            ["stream", "operation"], registry=registry)
         self.mux_errors = Counter(
             "golive_hls_mux_errors_total", "Parts libavformat refused to mux (units dropped).",
             ["stream"], registry=registry)
