@@ -81,6 +81,7 @@ async def test_a_signal_to_the_group_with_a_live_stream_stops_all_without_a_trac
         *_golive_command(), "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
         "--http-port", str(http_port), "--key", f"{NAME}={KEY}", "--ladder", "180p@150k",
         "--transcode-workers", "1", "--segment-target", "1",
+        "--state-dir", str(tmp_path / "state"),  # not the user's
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         start_new_session=True)
     assert server.stderr is not None
