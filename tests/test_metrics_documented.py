@@ -20,7 +20,7 @@ README = Path(__file__).parent.parent / "README.md"
 def documented() -> dict[str, tuple[str, tuple[str, ...]]]:
     text = README.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([\w, ]*) \| .+ \|$", text, re.M)
-    return {name: (kind, tuple(l.strip() for l in labels.split(",") if l.strip()))
+    return {name: (kind, tuple(label.strip() for label in labels.split(",") if label.strip()))
             for name, kind, labels in rows}
 
 
