@@ -63,9 +63,15 @@ class Server:
                                         forget_stream=self.stream_series.forget)
         process_metrics.register(self.registry, self.transcoder.pool.worker_pids
                                  if self.transcoder else dict)
-        self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
+        self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir,
+                             known_names=self._known_names)
         self._runner: web.AppRunner | None = None
         self.http_port = config.http.port
+
+    def _known_names(self) -> frozenset[str] | None:
+        """Names a publisher may come under; None when any may (open mode, a webhook)."""
+        ingest = self.config.ingest
+        return None if ingest.open or ingest.webhook_url else self.ingest.keys.names()
 
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)

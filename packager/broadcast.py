@@ -106,6 +106,7 @@ class Broadcast:
         self._listen_to_source()
         self.live = False  # a publisher is connected
         self.ended = False
+        self.ended_at: float | None = None  # wall clock of ENDLIST
         self.publications = 0
         self.stream: LiveStream | None = None
         self._tracks: dict[TrackKind, Track] = {}  # the source's tracks being packaged
@@ -317,6 +318,7 @@ class Broadcast:
         if self.transcoded is not None:
             self.transcoded.end()  # also a drain that has not finished
         self.ended = True
+        self.ended_at = time.time()
         self.live = False
         self.renditions.end()
         self.metrics.ended(self.name)

@@ -91,6 +91,7 @@ class BroadcastStatus:
     state: str  # live, waiting, reconnecting, ended
     started_at: float  # wall clock, seconds
     renditions: tuple[RenditionStatus, ...]
+    ended_at: float | None = None  # wall clock of ENDLIST
 
     @property
     def resolution(self) -> tuple[int, int] | None:
@@ -107,7 +108,7 @@ def broadcast_status(broadcast: Broadcast) -> BroadcastStatus:
             bandwidth=peak, average_bandwidth=average, segments=len(rendition.segments),
             last_msn=rendition.last_msn, transcode=broadcast.rung_status(name)))
     return BroadcastStatus(broadcast.name, broadcast.state, broadcast.started_at,
-                           tuple(renditions))
+                           tuple(renditions), broadcast.ended_at)
 
 
 class HlsFiles:

@@ -1,0 +1,67 @@
+"""The pages a viewer meets, over HTTP: an unknown name is a 404, a known one not live yet
+waits, an ended broadcast says so, the list says how long ago; the per-stream API they use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from helpers import MakeServer, eventually, http_get
+from publishers import RawPublisher, encode_clip
+
+import golive.packager.broadcast
+from golive.packager.config import HlsConfig
+from golive.transcode.config import TranscodeConfig
+
+KEY = "watch-page-key-1"
+
+
+async def test_an_unknown_name_is_a_404_and_a_known_one_waits(make_server: MakeServer) -> None:
+    server = await make_server(keys={KEY: "cam"}, transcode=TranscodeConfig(enabled=False))
+    status, text = await http_get(server.http_port, "/watch/nobody")
+    assert status == 404 and "Nobody publishes a stream named <code>nobody</code>" in text
+    status, text = await http_get(server.http_port, "/watch/cam")  # configured, not live yet
+    assert status == 200 and 'id="state">offline<' in text and "waiting for the stream" in text
+    status, _ = await http_get(server.http_port, "/api/streams/cam")
+    assert status == 404  # no broadcast under that name (yet)
+
+
+async def test_in_open_mode_every_valid_name_may_still_come(make_server: MakeServer) -> None:
+    server = await make_server(open=True, transcode=TranscodeConfig(enabled=False))
+    status, _ = await http_get(server.http_port, "/watch/anything")
+    assert status == 200
+    status, _ = await http_get(server.http_port, "/watch/..%2Fetc")
+    assert status == 404
+
+
+async def test_live_then_ended_as_the_pages_and_the_api_say(
+        make_server: MakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(golive.packager.broadcast, "ENDED_RETENTION", 30.0)
+    server = await make_server(keys={KEY: "cam"}, hls=HlsConfig(grace_period=0.3),
+                               transcode=TranscodeConfig(enabled=False))
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(encode_clip(3.0, 320, 240).tags)
+    await eventually(lambda: server.packager.get("cam") is not None
+                     and server.packager.get("cam").source.segments, what="a segment")
+    status, body = await http_get(server.http_port, "/api/streams/cam")
+    info = json.loads(body)
+    assert status == 200 and info["state"] == "live" and info["ended_seconds_ago"] is None
+    assert info["uptime_seconds"] >= 0 and info["resolution"] == [320, 240]
+    status, listing = await http_get(server.http_port, "/")
+    assert "<td>live for 0:0" in listing
+    await publisher.close()
+    await eventually(lambda: server.packager.get("cam").ended, what="ENDLIST")
+    status, body = await http_get(server.http_port, "/api/streams/cam")
+    info = json.loads(body)
+    assert info["state"] == "ended" and 0 <= info["ended_seconds_ago"] < 5
+    status, text = await http_get(server.http_port, "/watch/cam")
+    assert status == 200 and '<p class="notice" id="ended">This broadcast ended just now.' in text
+    assert "<video" not in text
+    broadcast = server.packager.get("cam")
+    broadcast.ended_at = time.time() - 150  # as if it ended two and a half minutes ago
+    status, listing = await http_get(server.http_port, "/")
+    assert "<td>ended 2 min ago</td>" in listing and "since" not in listing
+    await asyncio.sleep(0)
