@@ -225,7 +225,8 @@ def _duration(seconds: float) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    broadcasts = request.app[PACKAGER].statuses()
+    packager = request.app[PACKAGER]
+    broadcasts = packager.statuses()
     now = time.time()
     rows = []
     for broadcast in broadcasts:
@@ -234,13 +235,16 @@ async def index(request: web.Request) -> web.Response:
         resolution = broadcast.resolution
         size = "&times;".join(map(str, resolution)) if resolution else ""
         playlist = f"/live/{name}/index.m3u8"
+        has_picture = state == "live" and packager.thumbnail(broadcast.name) is not None
+        picture = (f'<img src="/live/{name}/thumbnail.jpg" alt="" width="160">'
+                   if has_picture else "")
         rows.append(
-            f'<tr><td><a href="/watch/{name}">{name}</a></td>'
+            f'<tr><td>{picture}</td><td><a href="/watch/{name}">{name}</a></td>'
             f'<td><span class="state {state}">{state}</span></td>'
             f"<td>{_when(broadcast, now)}</td><td>{size}</td>"
             f'<td><a href="{playlist}"><code>{playlist}</code></a></td></tr>')
     if rows:
-        listing = ("<table><thead><tr><th>stream</th><th>state</th><th>time</th>"
+        listing = ("<table><thead><tr><th></th><th>stream</th><th>state</th><th>time</th>"
                    "<th>video</th><th>playlist</th></tr></thead><tbody>"
                    + "".join(rows) + "</tbody></table>")
     else:
@@ -286,6 +290,10 @@ async def watch(request: web.Request) -> web.Response:
                 f'npm), or open <a href="{playlist}"><code>{playlist}</code></a> in Safari, '
                 "VLC or ffplay.</p>")
         return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+    # Link previews (chat apps, social sites) show the stream's picture and name.
+    origin = html.escape(str(request.url.origin()))
+    preview = (f'\n<meta property="og:title" content="{safe} on golive">'
+               f'\n<meta property="og:image" content="{origin}/live/{safe}/thumbnail.jpg">')
     body = f"""{header}
 <video id="video" controls muted autoplay playsinline data-src="{playlist}"
        data-info="/api/streams/{safe}" data-low-latency="{int(low_latency)}"></video>
@@ -294,7 +302,18 @@ async def watch(request: web.Request) -> web.Response:
 <p id="stats">{"waiting for the stream to go live…" if broadcast is None else "starting…"}</p>
 <script src="/player/hls.min.js"></script>
 <script src="/player/golive.js"></script>"""
-    return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+    return web.Response(text=_page(name, body, head=preview), content_type="text/html",
+                        headers=NO_CACHE)
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    """A recent picture of a live broadcast, at a stable URL (for link previews too)."""
+    jpeg = request.app[PACKAGER].thumbnail(request.match_info["name"])
+    if jpeg is None:
+        raise web.HTTPNotFound(text="no picture of that stream (yet)\n", headers=NO_CACHE)
+    return web.Response(body=jpeg, content_type="image/jpeg",
+                        headers={"Cache-Control": "public, max-age=5",
+                                 "Access-Control-Allow-Origin": "*"})
 
 
 async def page_script(request: web.Request) -> web.Response:
@@ -314,5 +333,6 @@ def add_routes(app: web.Application, player_dir: str | None,
     app[KNOWN_NAMES] = known_names
     app.router.add_get("/", index)
     app.router.add_get("/watch/{name}", watch)
+    app.router.add_get("/live/{name}/thumbnail.jpg", thumbnail)
     app.router.add_get("/player/golive.js", page_script)
     app.router.add_get(r"/player/{file:hls(?:\.min)?\.js(?:\.map)?}", player_script)

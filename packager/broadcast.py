@@ -43,6 +43,7 @@ from golive.packager.rendition import Rendition
 from golive.packager.renditions import SOURCE, RenditionSet
 from golive.packager.settling import TrackSettling
 from golive.packager.store import DiskStore, Store
+from golive.packager.thumbnail import Thumbnails
 from golive.packager.timeline import TimelineConfig
 from golive.packager.transcoded import TranscodedRenditions
 from golive.packager.ts_output import TsOutput
@@ -103,6 +104,7 @@ class Broadcast:
             recorder = Recorder(DiskStore(config.record_dir), f"{name}/{started}/",
                                 target_duration=self.timeline.target_duration_s)
             self.recording = BroadcastRecording(name, recorder, store, metrics.recording_errors)
+        self.thumbnails = Thumbnails(name, lambda: self._tracks.get(TrackKind.VIDEO))
         self._listen_to_source()
         self.live = False  # a publisher is connected
         self.ended = False
@@ -120,7 +122,7 @@ class Broadcast:
     def _listen_to_source(self) -> None:
         """Who hears of each part the source lists, in this order: the long-GOP policy
         (which may open a re-encode the rungs' alignment must then know of), the MPEG-TS
-        twin, the rungs' alignment and gaps, the recording."""
+        twin, the rungs' alignment and gaps, the recording, the thumbnail."""
         transcoded = self.transcoded
         reencode = None
         if transcoded is not None and transcoded.transcoder.reencode_long_gops:
@@ -137,6 +139,7 @@ class Broadcast:
             lane.on_listed(transcoded.source_part_listed)
         if self.recording is not None:
             lane.on_listed(self.recording.part_listed)
+        lane.on_listed(self.thumbnails.part_listed)
 
     @property
     def source(self) -> Rendition:

@@ -87,6 +87,12 @@ class PackagerService:
         """See `HlsFiles.file`: raises `query.HlsError` when nothing answers."""
         return await self._files.file(stream, rendition, filename, msn=msn, part=part)
 
+    def thumbnail(self, name: str) -> bytes | None:
+        """A recent JPEG of a live broadcast's picture (None: none yet, or no video)."""
+        broadcast = self.broadcasts.get(name)
+        return broadcast.thumbnails.jpeg if broadcast is not None and not broadcast.ended \
+            else None
+
     def status(self, name: str) -> BroadcastStatus | None:
         broadcast = self.broadcasts.get(name)
         return broadcast_status(broadcast) if broadcast is not None else None

@@ -4,9 +4,13 @@ waits, an ended broadcast says so, the list says how long ago; the per-stream AP
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import time
 
+import aiohttp
+import av
 import pytest
 from helpers import MakeServer, eventually, http_get
 from publishers import RawPublisher, encode_clip
@@ -65,3 +69,29 @@ async def test_live_then_ended_as_the_pages_and_the_api_say(
     status, listing = await http_get(server.http_port, "/")
     assert "<td>ended 2 min ago</td>" in listing and "since" not in listing
     await asyncio.sleep(0)
+
+
+async def test_a_live_stream_has_a_thumbnail_at_a_stable_url(make_server: MakeServer) -> None:
+    server = await make_server(keys={KEY: "cam"}, transcode=TranscodeConfig(enabled=False))
+    status, _ = await http_get(server.http_port, "/live/cam/thumbnail.jpg")
+    assert status == 404  # not live
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(encode_clip(3.0, 320, 240).tags)
+    await eventually(lambda: server.packager.thumbnail("cam") is not None, timeout=10,
+                     what="a thumbnail")
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{server.http_port}/live/cam/thumbnail.jpg") as response:
+        assert response.status == 200 and response.content_type == "image/jpeg"
+        assert "max-age=5" in response.headers["Cache-Control"]
+        jpeg = await response.read()
+    assert jpeg[:2] == b"\xff\xd8" and len(jpeg) < 50_000
+    with av.open(io.BytesIO(jpeg)) as container:
+        (frame,) = list(container.decode(video=0))
+    assert (frame.width, frame.height) == (320, 240)
+    _, listing = await http_get(server.http_port, "/")
+    assert '<img src="/live/cam/thumbnail.jpg" alt="" width="160">' in listing
+    _, page = await http_get(server.http_port, "/watch/cam")
+    assert re.search(r'<meta property="og:image" content="http://127\.0\.0\.1:\d+/live/cam/'
+                     r'thumbnail\.jpg">', page)
+    await publisher.close()
