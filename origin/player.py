@@ -281,8 +281,10 @@ async def watch(request: web.Request) -> web.Response:
               f"{'low latency' if low_latency else 'standard latency'} (switch to {toggle})"
               "</nav></header>")
     if broadcast is not None and broadcast.ended_at is not None:
+        replay = (f' <a href="{html.escape(broadcast.recording)}">Its recording</a> plays in '
+                  "Safari, VLC or ffplay." if broadcast.recording else "")
         body = (f'{header}<p class="notice" id="ended">This broadcast ended '
-                f"{_ago(time.time() - broadcast.ended_at)}.</p>")
+                f"{_ago(time.time() - broadcast.ended_at)}.{replay}</p>")
         return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
     if not (request.app[PLAYER_DIR] / "hls.min.js").is_file():
         body = (f"{header}<p>The player script (hls.js) is not installed. Run "
@@ -304,6 +306,19 @@ async def watch(request: web.Request) -> web.Response:
 <script src="/player/golive.js"></script>"""
     return web.Response(text=_page(name, body, head=preview), content_type="text/html",
                         headers=NO_CACHE)
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    """A recording's playlist and files (`--record-dir`), read-only."""
+    info = request.match_info
+    path = request.app[PACKAGER].recording_file(info["name"], info["started"], info["file"])
+    if path is None:
+        raise web.HTTPNotFound(text="no such recording\n", headers=NO_CACHE)
+    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}.get(
+        path.suffix, "video/mp4")
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"
+                                           if path.suffix == ".m3u8" else "public, max-age=3600",
+                                           "Access-Control-Allow-Origin": "*"})
 
 
 async def thumbnail(request: web.Request) -> web.Response:
@@ -334,5 +349,6 @@ def add_routes(app: web.Application, player_dir: str | None,
     app.router.add_get("/", index)
     app.router.add_get("/watch/{name}", watch)
     app.router.add_get("/live/{name}/thumbnail.jpg", thumbnail)
+    app.router.add_get("/recordings/{name}/{started}/{file}", recording)
     app.router.add_get("/player/golive.js", page_script)
     app.router.add_get(r"/player/{file:hls(?:\.min)?\.js(?:\.map)?}", player_script)

@@ -14,7 +14,13 @@ from golive.hub import Hub, LiveStream
 from golive.packager.broadcast import Broadcast
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
-from golive.packager.query import BroadcastStatus, HlsFile, HlsFiles, broadcast_status
+from golive.packager.query import (
+    BroadcastStatus,
+    HlsFile,
+    HlsFiles,
+    broadcast_status,
+    recording_file,
+)
 from golive.packager.recording import seal_recording
 from golive.packager.store import DiskStore, Store
 from golive.transcode.audio import AudioToAac
@@ -86,6 +92,10 @@ class PackagerService:
                    *, msn: str | None = None, part: str | None = None) -> HlsFile:
         """See `HlsFiles.file`: raises `query.HlsError` when nothing answers."""
         return await self._files.file(stream, rendition, filename, msn=msn, part=part)
+
+    def recording_file(self, stream: str, started: str, filename: str) -> Path | None:
+        """A file of a recording (`--record-dir`), by its origin path's pieces."""
+        return recording_file(self.config.record_dir, stream, started, filename)
 
     def thumbnail(self, name: str) -> bytes | None:
         """A recent JPEG of a live broadcast's picture (None: none yet, or no video)."""

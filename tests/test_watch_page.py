@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+from pathlib import Path
 
 import aiohttp
 import av
@@ -95,3 +96,31 @@ async def test_a_live_stream_has_a_thumbnail_at_a_stable_url(make_server: MakeSe
     assert re.search(r'<meta property="og:image" content="http://127\.0\.0\.1:\d+/live/cam/'
                      r'thumbnail\.jpg">', page)
     await publisher.close()
+
+
+async def test_an_ended_broadcast_links_its_recording(make_server: MakeServer,
+                                                     tmp_path: Path) -> None:
+    server = await make_server(keys={KEY: "cam"}, transcode=TranscodeConfig(enabled=False),
+                               hls=HlsConfig(grace_period=0.2, record_dir=str(tmp_path)))
+    publisher = await RawPublisher.open(server.ingest.rtmp_port, KEY)
+    assert (await publisher.publish()).code == "NetStream.Publish.Start"
+    await publisher.send_tags(encode_clip(3.0, 320, 240).tags)
+    await eventually(lambda: server.packager.get("cam") is not None
+                     and server.packager.get("cam").source.segments, what="a segment")
+    await publisher.close()
+    await eventually(lambda: server.packager.get("cam").ended, what="ENDLIST")
+    _, page = await http_get(server.http_port, "/watch/cam")
+    link = re.search(r'<a href="(/recordings/cam/\d{8}T\d{6}Z/index\.m3u8)">Its recording</a>',
+                     page)
+    assert link, page
+    status, playlist = await http_get(server.http_port, link.group(1))
+    assert status == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in playlist
+    assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
+    first = next(line for line in playlist.splitlines() if line.startswith("seg-"))
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{server.http_port}"
+            + link.group(1).replace("index.m3u8", first)) as response:
+        assert response.status == 200 and len(await response.read()) > 1000
+    for bad in ("/recordings/cam/..%2F..%2F/index.m3u8", "/recordings/cam/20260101T000000Z/x.py",
+                "/recordings/..%2Fcam/20260101T000000Z/index.m3u8"):
+        assert (await http_get(server.http_port, bad))[0] == 404, bad
