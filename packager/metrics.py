@@ -64,6 +64,8 @@ class PackagerMetrics:
             counter.labels(stream)
         for cause in DISCONTINUITY_CAUSES:
             self.discontinuities.labels(stream, cause)
+        for operation in ("write", "delete"):
+            self.store_write_errors.labels(stream, operation)
 
     def start_rendition(self, stream: str, rendition: str) -> None:
         for counter in (self.segments, self.parts, self.segment_bytes, self.forced_cuts,

@@ -53,6 +53,7 @@ class TranscodeMetrics:
         """A stream's counters exist at 0 from its start, so an alert on them can fire on
         the first loss (a series that appears only then cannot be alerted on)."""
         self.failures.labels(stream)
+        self.shed_rungs.labels(stream).set(0)
         for where in ("server", "worker"):
             self.shed_units.labels(stream, where)
         self.frames_in.labels(stream, "source")
