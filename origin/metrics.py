@@ -25,3 +25,10 @@ class OriginMetrics:
             "golive_hls_viewers",
             "Estimated viewers: distinct clients fetching the stream in the last 15 s.",
             ["stream"], registry=registry)
+        self.connections = Gauge(
+            "golive_http_connections", "Open HTTP connections.", registry=registry)
+        self.connections_closed = Counter(
+            "golive_http_connections_closed_total",
+            "HTTP connections the origin closed or refused, by reason: header_timeout (request "
+            "head not complete in time), per_address_limit (too many from one address).",
+            ["reason"], registry=registry)
