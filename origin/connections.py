@@ -52,6 +52,10 @@ class ConnectionGuard:
         self.metrics.connections.inc()
         return True
 
+    def open(self, address: str) -> int:
+        """Connections open from `address` now."""
+        return self._open[address]
+
     def release(self, address: str | None) -> None:
         if address is not None:
             self._open[address] -= 1
