@@ -22,12 +22,10 @@ from aiohttp import web
 
 from golive.origin.config import HttpConfig
 from golive.origin.hls import ORIGIN_METRICS
-from golive.origin.metrics import OriginMetrics
+from golive.origin.metrics import HEADER_TIMEOUT, PER_ADDRESS_LIMIT, OriginMetrics
 
 log = logging.getLogger("golive.origin")
 
-HEADER_TIMEOUT = "header_timeout"
-PER_ADDRESS_LIMIT = "per_address_limit"
 LOG_INTERVAL = 60.0  # seconds between two log lines about the same address
 
 
