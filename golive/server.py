@@ -18,6 +18,7 @@ from golive.ingest.key_store import KeyStore
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
 from golive.origin.app import build_app
+from golive.origin.connections import GuardedAppRunner
 from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
@@ -81,7 +82,7 @@ class Server:
 
     async def start(self) -> None:
         await self.ingest.start()
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = GuardedAppRunner(self.app, self.config.http, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
                            reuse_address=True)

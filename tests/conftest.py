@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -36,9 +37,10 @@ async def make_server() -> AsyncIterator[MakeServer]:
     servers: list[Server] = []
 
     async def make(hls: HlsConfig | None = None, transcode: TranscodeConfig | None = None,
-                   **ingest: Any) -> Server:
+                   http: HttpConfig | None = None, **ingest: Any) -> Server:
         config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, **ingest),
-                        http=HttpConfig(host="127.0.0.1", port=0), hls=hls or HlsConfig(),
+                        http=replace(http or HttpConfig(), host="127.0.0.1", port=0),
+                        hls=hls or HlsConfig(),
                         transcode=transcode or TranscodeConfig())
         server = Server(config)
         await server.start()
