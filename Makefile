@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint layers bench bench-deps ffmpeg clean
+.PHONY: run test lint layers bench bench-deps ffmpeg prometheus clean
 
 # setup.py compiles these ingest modules with mypyc: rebuild after editing one, or the stale
 # compiled module next to it would shadow the edit.
@@ -24,6 +24,7 @@ run: $(STAMP)
 ## the tests that publish with it; without it they skip and say why.
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory ffmpeg
+	-@$(MAKE) --no-print-directory prometheus
 	-@$(MAKE) --no-print-directory player browser-deps
 	$(BIN)/ruff check .
 	@$(MAKE) --no-print-directory layers
@@ -48,6 +49,14 @@ ffmpeg:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; fi; }
+
+## prometheus: Prometheus and promtool (Debian package), for the test of deploy/'s dashboard
+## and alert rules. Its own system service, if the package starts one, is never used: the
+## test runs its own instance on a free loopback port.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; fi; }
 
 ## player: hls.js for the /watch page and playwright-core for the browser test, from npm
 ## (package.json, pinned by package-lock.json) into node_modules/, which is never committed

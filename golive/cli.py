@@ -18,6 +18,7 @@ from golive.config import Config, ConfigError, load_config, with_overrides
 from golive.ingest.config import IngestConfig
 from golive.ingest.key_store import KeyStore, KeyStoreError
 from golive.names import is_valid_stream_name
+from golive.packager.store import check_directories
 from golive.server import Server, run_event_loop, serve_forever
 from golive.transcode.encoders import ENCODERS, PRESETS
 
@@ -274,6 +275,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                    "listen": False if no_admin_listener else None},
         )
         config.admin.check_exposure()
+        check_directories(config.hls)  # a directory golive cannot write fails now, not later
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     level = (log_level or config.log_level).upper()

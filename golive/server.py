@@ -9,8 +9,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from golive import process_metrics
 from golive.config import Config
 from golive.hub import Hub
 from golive.ingest.key_store import KeyStore
@@ -19,10 +20,13 @@ from golive.ingest.server import IngestService
 from golive.origin.admin import add_routes as add_admin_routes
 from golive.origin.admin import build_admin_app
 from golive.origin.app import build_app
+from golive.origin.connections import GuardedAppRunner
 from golive.origin.metrics import AdminMetrics
+from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.service import PackagerService
-from golive.packager.store import DiskStore, MemoryStore, Store
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore, Store
+from golive.stream_series import StreamSeries
 from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
 
@@ -36,20 +40,36 @@ class Server:
     def __init__(self, config: Config) -> None:
         config.admin.check_exposure()
         self.config = config
+        # Every counter would otherwise get a `_created` twin series that nobody graphs.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
         self.hub = Hub(on_drop=self._count_drop)
+        # The packager's drop count exists at 0 from a stream's start (alerts need it then).
+        self.hub.on_publish(
+            lambda stream: self.metrics.hub_dropped.labels(stream.name, SUBSCRIBER))
         self.key_store = KeyStore(config.state_dir) if config.state_dir else None
         self.ingest = IngestService(config.ingest, self.hub, self.metrics, self.key_store)
-        self.store: Store = (DiskStore(config.hls.store_dir) if config.hls.store_dir
-                             else MemoryStore())
+        self.packager_metrics = PackagerMetrics(self.registry)
+        self.store: Store = MemoryStore()
+        if config.hls.store_dir:  # a failing disk: the stream goes on from memory, counted
+            self.store = FallbackStore(DiskStore(config.hls.store_dir), self._count_store_error)
         self.transcoder = (Transcoder(config.transcode, self.registry)
                            if config.transcode.enabled else None)
         audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)
                  if config.transcode.audio == "aac" else None)
-        self.packager = PackagerService(config.hls, self.hub, self.store,
-                                        PackagerMetrics(self.registry), self.transcoder, audio)
-        self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir)
+        # Every stage's per-stream series, removed together when a broadcast is over.
+        self.stream_series = StreamSeries()
+        self.stream_series.add_from(self.metrics, self.packager_metrics,
+                                    *([self.transcoder.metrics] if self.transcoder else []),
+                                    *([audio] if audio else []))
+        self.packager = PackagerService(config.hls, self.hub, self.store, self.packager_metrics,
+                                        self.transcoder, audio,
+                                        forget_stream=self.stream_series.forget)
+        process_metrics.register(self.registry, self.transcoder.pool.worker_pids
+                                 if self.transcoder else dict)
+        self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir,
+                             known_names=self._known_names)
         admin = config.admin
         admin_metrics = AdminMetrics(self.registry)
         if admin.token is not None:  # the operator chose a token: admin on the public port too
@@ -61,12 +81,20 @@ class Server:
         self.http_port = config.http.port
         self.admin_port: int | None = admin.port if admin.listen else None
 
+    def _known_names(self) -> frozenset[str] | None:
+        """Names a publisher may come under; None when any may (open mode, a webhook)."""
+        ingest = self.config.ingest
+        return None if ingest.open or ingest.webhook_url else self.ingest.keys.names()
+
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
 
+    def _count_store_error(self, stream: str, operation: str) -> None:
+        self.packager_metrics.store_write_errors.labels(stream, operation).inc()
+
     async def start(self) -> None:
         await self.ingest.start()
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = GuardedAppRunner(self.app, self.config.http, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
                            reuse_address=True)
@@ -74,7 +102,9 @@ class Server:
         if self._runner.addresses:  # port 0 means "any free port": learn which
             self.http_port = self._runner.addresses[0][1]
         if self.admin_app is not None:
-            self._admin_runner = web.AppRunner(self.admin_app, access_log=None)
+            # The public port's connection limits too: with a token it may face the network.
+            self._admin_runner = GuardedAppRunner(self.admin_app, self.config.http,
+                                                  access_log=None)
             await self._admin_runner.setup()
             await web.TCPSite(self._admin_runner, self.config.admin.host,
                               self.config.admin.port, reuse_address=True).start()
@@ -82,6 +112,10 @@ class Server:
                 self.admin_port = self._admin_runner.addresses[0][1]
 
     async def close(self) -> None:
+        # First: a worker ended by the same signal as the server must not be restarted while
+        # the streams end.
+        if self.transcoder is not None:
+            self.transcoder.shutting_down()
         await self.ingest.close()
         await self.packager.close()
         if self.transcoder is not None:
@@ -117,3 +151,4 @@ async def serve_forever(config: Config, on_started: Callable[[Server], None]) ->
     finally:
         log.info("shutting down")
         await server.close()
+        log.info("shut down: every stream ended, the transcode workers stopped")

@@ -34,6 +34,11 @@ class KeyTable:
         self._refresh()
         return len(self._keys)
 
+    def names(self) -> frozenset[str]:
+        """The stream names a key is configured or kept for (open mode: any name may come)."""
+        self._refresh()
+        return frozenset(self._keys.values())
+
     def _refresh(self) -> None:
         if self._store is not None and self._store.changed():
             self._keys = {**self._store.secrets(), **self._configured}

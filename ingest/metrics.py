@@ -6,8 +6,6 @@ tests can run several servers in one process. Labels carry public stream names o
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
@@ -45,16 +43,3 @@ class IngestMetrics:
             "golive_hub_dropped_units",
             "Units a slow subscriber lost (it skips to the next keyframe).",
             ["stream", "subscriber"], registry=registry)
-
-    def forget_stream(self, stream: str) -> None:
-        """Drop an ended stream's series so arbitrary names cannot grow the registry."""
-        for metric, labelsets in (
-            (self.ingest_bytes, [(stream,)]),
-            (self.ingest_units, [(stream, "video"), (stream, "audio")]),
-        ):
-            for labels in labelsets:
-                with contextlib.suppress(KeyError):
-                    metric.remove(*labels)
-        # Subscriber series of this stream.
-        for labels in [k for k in self.hub_dropped._metrics if k[0] == stream]:
-            self.hub_dropped.remove(*labels)

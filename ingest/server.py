@@ -489,7 +489,6 @@ class RtmpProtocol(asyncio.Protocol):
             del service.publishers[stream.name]
         service.hub.end(stream)
         service.metrics.publishers.dec()
-        service.metrics.forget_stream(stream.name)
         service.notify_unpublished(stream, self._key, self.client)
         log.info("rtmp %s stream=%s: publishing ended (%s) after %.1f s, %d bytes", self.client,
                  stream.name, reason, time.time() - stream.started_at, stream.bytes_in)

@@ -66,6 +66,25 @@ async def streams(request: web.Request) -> web.Response:
     return web.json_response({"streams": body})
 
 
+async def stream_info(request: web.Request) -> web.Response:
+    """One broadcast as its watch page follows it: live, reconnecting or ended, with the
+    viewer estimate; 404 when there is none under that name (now)."""
+    name = request.match_info["name"]
+    status = request.app[hls.PACKAGER].status(name)
+    if status is None:
+        raise web.HTTPNotFound(text="no such stream\n", headers={"Cache-Control": "no-cache"})
+    now = time.time()
+    ended = status.ended_at
+    return web.json_response({
+        "name": name, "state": status.state, "player": f"/watch/{name}",
+        "playlist": f"/live/{name}/index.m3u8",
+        "uptime_seconds": round((ended or now) - status.started_at, 3),
+        "ended_seconds_ago": round(now - ended, 3) if ended is not None else None,
+        "viewers": request.app[hls.VIEWERS].count(name),
+        "resolution": list(status.resolution) if status.resolution else None,
+    }, headers={"Cache-Control": "no-cache"})
+
+
 def _track_json(track: Track) -> dict[str, object]:
     info: dict[str, object] = {"kind": track.kind.value, "codec": track.codec,
                                "codec_string": track.codec_string}
@@ -94,7 +113,9 @@ async def count_responses(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
-              player_dir: str | None = None) -> web.Application:
+              player_dir: str | None = None,
+              known_names: Callable[[], frozenset[str] | None] = lambda: None,
+              ) -> web.Application:
     app = web.Application(middlewares=[count_responses])
     app[REGISTRY] = registry
     app[HUB] = hub
@@ -103,6 +124,7 @@ def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
     app[hls.VIEWERS] = ViewerCounter()
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/streams", streams)
+    app.router.add_get("/api/streams/{name}", stream_info)
     hls.add_routes(app)
-    player.add_routes(app, player_dir)
+    player.add_routes(app, player_dir, known_names)
     return app

@@ -1,6 +1,7 @@
 """The `[http]` settings: where the public HTTP origin (HLS, player pages, /api/streams)
-listens; the `[admin]` settings: where metrics and the operator's actions are served.
-Built by `golive.config` from TOML or the command line.
+listens, and how long and how many connections a client may hold; the `[admin]` settings:
+where metrics and the operator's actions are served. Built by `golive.config` from TOML or
+the command line.
 """
 
 from __future__ import annotations
@@ -18,10 +19,26 @@ MIN_TOKEN_LENGTH = 16
 class HttpConfig:
     host: str = "0.0.0.0"
     port: int = 8080
+    # Seconds from a request head's first byte to its end (slowloris); 0: no limit.
+    header_timeout: float = 5.0
+    # Seconds an idle keep-alive connection (or a new one that sends nothing) is kept; players
+    # reuse theirs every part or segment, far more often.
+    keepalive_timeout: float = 15.0
+    # Concurrent connections per client address; 0: no limit. A browser opens at most 6 per
+    # host and an LL-HLS player 2-4, so 128 lets 20-60 viewers share one NAT address.
+    max_connections_per_address: int = 128
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"http.port must be a TCP port (0-65535), got {self.port}")
+        if self.header_timeout < 0:
+            raise ConfigError(f"http.header_timeout must be >= 0, got {self.header_timeout}")
+        if self.keepalive_timeout <= 0:
+            raise ConfigError(
+                f"http.keepalive_timeout must be > 0, got {self.keepalive_timeout}")
+        if self.max_connections_per_address < 0:
+            raise ConfigError("http.max_connections_per_address must be >= 0, got "
+                              f"{self.max_connections_per_address}")
 
 
 @dataclass(frozen=True)

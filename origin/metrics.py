@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Why the origin closes or refuses a connection (origin/connections.py).
+HEADER_TIMEOUT = "header_timeout"
+PER_ADDRESS_LIMIT = "per_address_limit"
+
 
 class OriginMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -25,6 +29,15 @@ class OriginMetrics:
             "golive_hls_viewers",
             "Estimated viewers: distinct clients fetching the stream in the last 15 s.",
             ["stream"], registry=registry)
+        self.connections = Gauge(
+            "golive_http_connections", "Open HTTP connections.", registry=registry)
+        self.connections_closed = Counter(
+            "golive_http_connections_closed_total",
+            "HTTP connections the origin closed or refused, by reason: header_timeout (request "
+            "head not complete in time), per_address_limit (too many from one address).",
+            ["reason"], registry=registry)
+        for reason in (HEADER_TIMEOUT, PER_ADDRESS_LIMIT):  # at 0 from the start, for alerts
+            self.connections_closed.labels(reason)
 
 
 class AdminMetrics:
@@ -37,3 +50,5 @@ class AdminMetrics:
         self.unauthorized = Counter(
             "golive_admin_unauthorized_requests_total",
             "Admin requests refused: no bearer token or a wrong one.", registry=registry)
+        for action in ("kick", "rotate_key"):  # at 0 from the start, as the others
+            self.actions.labels(action)

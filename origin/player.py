@@ -6,23 +6,33 @@ hls.js the watch page says how to get it.
 
 The watch page keeps what it measures in `window.golive` (errors, fatal, latency, frames,
 stalls, lowLatency, ...) and the player in `window.hls`, for people and for
-tests/test_browser.py. `?lowLatency=0` plays without LL-HLS (parts, blocking reload).
+tests/test_browser.py. `?lowLatency=0` plays without LL-HLS (parts, blocking reload). It polls
+`/api/streams/<name>` for the viewer count, the uptime and the end of the broadcast.
+
+A name nobody publishes under and no key is configured or kept for gets a 404; a known name
+that is not live yet gets the "waiting" page, which starts playing when it goes live. (With
+--open or a webhook any name may come, so every valid name waits.)
 """
 
 from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from golive.names import is_valid_stream_name
 from golive.origin.hls import PACKAGER
+from golive.packager.query import BroadcastStatus
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAYER_DIR = PROJECT_ROOT / "node_modules" / "hls.js" / "dist"
 PLAYER_DIR = web.AppKey("player_dir", Path)
+# The stream names a key is configured or kept for; None when any name may be published
+# (open mode, a webhook), so an unknown name cannot be told from one not live yet.
+KNOWN_NAMES = web.AppKey("known_names", Callable[[], frozenset[str] | None])
 
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -37,6 +47,8 @@ nav, .muted { color: var(--muted); font-size: .9rem; }
 video { width: 100%; aspect-ratio: 16 / 9; background: #000; display: block; }
 code { font-family: ui-monospace, monospace; font-size: .9em; }
 #stats { font-family: ui-monospace, monospace; font-size: .85rem; min-height: 1.4em; }
+.bar { display: flex; gap: 1rem; align-items: center; flex-wrap: wrap; margin: .5rem 0; }
+.notice { padding: 3rem 1rem; text-align: center; background: #8882; border-radius: .5rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #8884; }
 .state { font-size: .75rem; font-weight: 600; text-transform: uppercase; padding: .1em .5em;
@@ -53,6 +65,7 @@ SCRIPT = """\
 (() => {
   const video = document.getElementById("video");
   const stats = document.getElementById("stats");
+  const quality = document.getElementById("quality");
   const source = video.dataset.src;
   const state = window.golive = {
     errors: [], fatal: null, latency: null, targetLatency: null, frames: 0, dropped: 0,
@@ -95,13 +108,63 @@ SCRIPT = """\
         stats.textContent = `Playback failed: ${data.details}. Reload the page to retry.`;
       }
     });
+    hls.on(Hls.Events.MANIFEST_PARSED, (event, data) => {
+      // "Auto" first (hls.js picks by bandwidth), then every rendition, largest first.
+      quality.replaceChildren(new Option("Auto", "-1"));
+      data.levels.map((level, index) => ({ level, index }))
+        .sort((a, b) => (b.level.height - a.level.height) || (b.level.bitrate - a.level.bitrate))
+        .forEach(({ level, index }) => {
+          const label = (level.height ? `${level.height}p` : "audio") +
+            (level.bitrate ? ` · ${(level.bitrate / 1e6).toFixed(2)} Mbit/s` : "");
+          quality.add(new Option(label, String(index)));
+        });
+      quality.value = "-1";
+      state.levels = data.levels.length;
+    });
     hls.loadSource(source);
     hls.attachMedia(video);
   };
+  quality.addEventListener("change", () => {
+    if (hls) hls.currentLevel = Number(quality.value);  // -1: back to automatic
+  });
   start();
+  // The broadcast's own state, from the server: viewers, uptime, and its end.
+  const badge = document.getElementById("state");
+  const viewers = document.getElementById("viewers");
+  const uptime = document.getElementById("uptime");
+  const clock = (total) => {
+    const s = Math.max(0, Math.floor(total));
+    const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = s % 60;
+    const mm = h ? String(m).padStart(2, "0") : String(m);
+    return (h ? `${h}:` : "") + `${mm}:${String(r).padStart(2, "0")}`;
+  };
+  const follow = async () => {
+    try {
+      const response = await fetch(video.dataset.info, { cache: "no-store" });
+      if (!response.ok) return;
+      const info = await response.json();
+      state.broadcast = info.state;
+      badge.textContent = info.state;
+      badge.className = `state ${info.state}`;
+      viewers.textContent = `${info.viewers} watching`;
+      uptime.textContent = info.state === "ended" ? "" : `live for ${clock(info.uptime_seconds)}`;
+      if (info.state === "ended" && hls) {
+        hls.destroy();
+        hls = null;
+        video.replaceWith(Object.assign(document.createElement("p"), {
+          className: "notice", id: "ended", textContent: "This broadcast has ended.",
+        }));
+        stats.textContent = "";
+        quality.closest(".bar").remove();  // nothing left to choose
+        viewers.textContent = "";
+      }
+    } catch (error) { /* the next poll tries again */ }
+  };
+  follow();
+  setInterval(follow, 5000);
   const seconds = (value) => (Number.isFinite(value) ? value.toFixed(2) : "-");
   setInterval(() => {
-    if (state.fatal || video.ended || !hls.levels.length) return;
+    if (!hls || state.fatal || video.ended || !hls.levels.length) return;
     const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
     state.frames = quality ? quality.totalVideoFrames : 0;
     state.dropped = quality ? quality.droppedVideoFrames : 0;
@@ -110,6 +173,9 @@ SCRIPT = """\
     const ranges = video.buffered;
     state.buffer = ranges.length ? ranges.end(ranges.length - 1) - video.currentTime : 0;
     const level = hls.levels[hls.currentLevel];
+    if (quality.value === "-1" && level && level.height) {
+      quality.options[0].textContent = `Auto (${level.height}p)`;
+    }
     const size = level && level.width ? `${level.width}\\u00d7${level.height} · ` : "";
     const rate = level && level.bitrate ? `${(level.bitrate / 1e6).toFixed(2)} Mbit/s · ` : "";
     stats.textContent = `latency ${seconds(state.latency)} s` +
@@ -135,6 +201,23 @@ def _page(title: str, body: str, *, head: str = "") -> str:
 """
 
 
+def _ago(seconds: float) -> str:
+    minutes = int(max(0, seconds) // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h ago"
+
+
+def _when(broadcast: BroadcastStatus, now: float) -> str:
+    """What a viewer wants to know of a broadcast's time: how long it has been live, or how
+    long ago it ended."""
+    if broadcast.ended_at is not None:
+        return f"ended {_ago(now - broadcast.ended_at)}"
+    return f"live for {_duration(now - broadcast.started_at)}"
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -142,7 +225,8 @@ def _duration(seconds: float) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    broadcasts = request.app[PACKAGER].statuses()
+    packager = request.app[PACKAGER]
+    broadcasts = packager.statuses()
     now = time.time()
     rows = []
     for broadcast in broadcasts:
@@ -151,13 +235,16 @@ async def index(request: web.Request) -> web.Response:
         resolution = broadcast.resolution
         size = "&times;".join(map(str, resolution)) if resolution else ""
         playlist = f"/live/{name}/index.m3u8"
+        has_picture = state == "live" and packager.thumbnail(broadcast.name) is not None
+        picture = (f'<img src="/live/{name}/thumbnail.jpg" alt="" width="160">'
+                   if has_picture else "")
         rows.append(
-            f'<tr><td><a href="/watch/{name}">{name}</a></td>'
+            f'<tr><td>{picture}</td><td><a href="/watch/{name}">{name}</a></td>'
             f'<td><span class="state {state}">{state}</span></td>'
-            f"<td>{_duration(now - broadcast.started_at)}</td><td>{size}</td>"
+            f"<td>{_when(broadcast, now)}</td><td>{size}</td>"
             f'<td><a href="{playlist}"><code>{playlist}</code></a></td></tr>')
     if rows:
-        listing = ("<table><thead><tr><th>stream</th><th>state</th><th>since</th>"
+        listing = ("<table><thead><tr><th></th><th>stream</th><th>state</th><th>time</th>"
                    "<th>video</th><th>playlist</th></tr></thead><tbody>"
                    + "".join(rows) + "</tbody></table>")
     else:
@@ -173,32 +260,75 @@ async def index(request: web.Request) -> web.Response:
 
 async def watch(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if not is_valid_stream_name(name):
-        raise web.HTTPNotFound(text="no such stream\n")
+    broadcast = request.app[PACKAGER].status(name) if is_valid_stream_name(name) else None
+    known = request.app[KNOWN_NAMES]()
+    if broadcast is None and (not is_valid_stream_name(name)
+                              or (known is not None and name not in known)):
+        body = ('<header><h1>No such stream</h1><nav><a href="/">all streams</a></nav>'
+                f"</header><p class=\"notice\">Nobody publishes a stream named "
+                f"<code>{html.escape(name)}</code> here, and no key is set up for one.</p>")
+        return web.Response(text=_page("no such stream", body), status=404,
+                            content_type="text/html", headers=NO_CACHE)
     safe = html.escape(name)
     playlist = f"/live/{safe}/index.m3u8"
     low_latency = request.query.get("lowLatency", "1") != "0"
-    broadcast = request.app[PACKAGER].status(name)
     state = broadcast.state if broadcast is not None else "offline"
     toggle = (f'<a href="/watch/{safe}?lowLatency=0">standard latency</a>' if low_latency
               else f'<a href="/watch/{safe}">low latency</a>')
-    header = (f'<header><h1>{safe}</h1><span class="state {state}">{state}</span>'
+    header = (f'<header><h1>{safe}</h1><span class="state {state}" id="state">{state}</span>'
+              '<span class="muted" id="viewers"></span><span class="muted" id="uptime"></span>'
               f'<nav><a href="/">all streams</a> · <a href="{playlist}">playlist</a> · '
               f"{'low latency' if low_latency else 'standard latency'} (switch to {toggle})"
               "</nav></header>")
+    if broadcast is not None and broadcast.ended_at is not None:
+        replay = (f' <a href="{html.escape(broadcast.recording)}">Its recording</a> plays in '
+                  "Safari, VLC or ffplay." if broadcast.recording else "")
+        body = (f'{header}<p class="notice" id="ended">This broadcast ended '
+                f"{_ago(time.time() - broadcast.ended_at)}.{replay}</p>")
+        return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
     if not (request.app[PLAYER_DIR] / "hls.min.js").is_file():
         body = (f"{header}<p>The player script (hls.js) is not installed. Run "
                 "<code>make player</code> in the golive checkout (it installs hls.js from "
                 f'npm), or open <a href="{playlist}"><code>{playlist}</code></a> in Safari, '
                 "VLC or ffplay.</p>")
         return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+    # Link previews (chat apps, social sites) show the stream's picture and name.
+    origin = html.escape(str(request.url.origin()))
+    preview = (f'\n<meta property="og:title" content="{safe} on golive">'
+               f'\n<meta property="og:image" content="{origin}/live/{safe}/thumbnail.jpg">')
     body = f"""{header}
 <video id="video" controls muted autoplay playsinline data-src="{playlist}"
-       data-low-latency="{int(low_latency)}"></video>
-<p id="stats">starting…</p>
+       data-info="/api/streams/{safe}" data-low-latency="{int(low_latency)}"></video>
+<div class="bar"><label>Quality <select id="quality"><option value="-1">Auto</option>
+</select></label></div>
+<p id="stats">{"waiting for the stream to go live…" if broadcast is None else "starting…"}</p>
 <script src="/player/hls.min.js"></script>
 <script src="/player/golive.js"></script>"""
-    return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+    return web.Response(text=_page(name, body, head=preview), content_type="text/html",
+                        headers=NO_CACHE)
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    """A recording's playlist and files (`--record-dir`), read-only."""
+    info = request.match_info
+    path = request.app[PACKAGER].recording_file(info["name"], info["started"], info["file"])
+    if path is None:
+        raise web.HTTPNotFound(text="no such recording\n", headers=NO_CACHE)
+    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}.get(
+        path.suffix, "video/mp4")
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"
+                                           if path.suffix == ".m3u8" else "public, max-age=3600",
+                                           "Access-Control-Allow-Origin": "*"})
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    """A recent picture of a live broadcast, at a stable URL (for link previews too)."""
+    jpeg = request.app[PACKAGER].thumbnail(request.match_info["name"])
+    if jpeg is None:
+        raise web.HTTPNotFound(text="no picture of that stream (yet)\n", headers=NO_CACHE)
+    return web.Response(body=jpeg, content_type="image/jpeg",
+                        headers={"Cache-Control": "public, max-age=5",
+                                 "Access-Control-Allow-Origin": "*"})
 
 
 async def page_script(request: web.Request) -> web.Response:
@@ -212,9 +342,13 @@ async def player_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 
 
-def add_routes(app: web.Application, player_dir: str | None) -> None:
+def add_routes(app: web.Application, player_dir: str | None,
+               known_names: Callable[[], frozenset[str] | None] = lambda: None) -> None:
     app[PLAYER_DIR] = Path(player_dir) if player_dir else DEFAULT_PLAYER_DIR
+    app[KNOWN_NAMES] = known_names
     app.router.add_get("/", index)
     app.router.add_get("/watch/{name}", watch)
+    app.router.add_get("/live/{name}/thumbnail.jpg", thumbnail)
+    app.router.add_get("/recordings/{name}/{started}/{file}", recording)
     app.router.add_get("/player/golive.js", page_script)
     app.router.add_get(r"/player/{file:hls(?:\.min)?\.js(?:\.map)?}", player_script)

@@ -66,8 +66,3 @@ class AacSidePath:
         if self._transcoder is not None:
             self._transcoder.close()
             self._transcoder = None
-
-    def forget(self) -> None:
-        """The broadcast is gone: drop its metric series."""
-        if self._audio is not None:
-            self._audio.forget(self.stream)

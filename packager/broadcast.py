@@ -43,6 +43,7 @@ from golive.packager.rendition import Rendition
 from golive.packager.renditions import SOURCE, RenditionSet
 from golive.packager.settling import TrackSettling
 from golive.packager.store import DiskStore, Store
+from golive.packager.thumbnail import Thumbnails
 from golive.packager.timeline import TimelineConfig
 from golive.packager.transcoded import TranscodedRenditions
 from golive.packager.ts_output import TsOutput
@@ -51,6 +52,7 @@ from golive.transcode.service import Transcoder
 
 log = logging.getLogger("golive.packager")
 
+SUBSCRIBER = "hls"  # the packager's name as a subscriber of a stream (in the drop counter)
 SUBSCRIBER_CAPACITY = 2048  # ~40 s of video+audio: the packager must not lose units
 ENDED_RETENTION = 60.0  # seconds an ended broadcast's playlists stay readable
 
@@ -86,6 +88,7 @@ class Broadcast:
         self.renditions = RenditionSet(name, config, store, self.timeline,
                                        first_sequence=first_sequence,
                                        measured_frame_rate=self._measured_frame_rate)
+        metrics.start_stream(name)
         self.lane = Lane(name, self.renditions.source, self.timeline, metrics)
         self.live_edge = LiveEdge(name, metrics.live_edge_delay)
         self.aac = AacSidePath(name, audio, self._aac_unit)
@@ -101,9 +104,11 @@ class Broadcast:
             recorder = Recorder(DiskStore(config.record_dir), f"{name}/{started}/",
                                 target_duration=self.timeline.target_duration_s)
             self.recording = BroadcastRecording(name, recorder, store, metrics.recording_errors)
+        self.thumbnails = Thumbnails(name, lambda: self._tracks.get(TrackKind.VIDEO))
         self._listen_to_source()
         self.live = False  # a publisher is connected
         self.ended = False
+        self.ended_at: float | None = None  # wall clock of ENDLIST
         self.publications = 0
         self.stream: LiveStream | None = None
         self._tracks: dict[TrackKind, Track] = {}  # the source's tracks being packaged
@@ -117,7 +122,7 @@ class Broadcast:
     def _listen_to_source(self) -> None:
         """Who hears of each part the source lists, in this order: the long-GOP policy
         (which may open a re-encode the rungs' alignment must then know of), the MPEG-TS
-        twin, the rungs' alignment and gaps, the recording."""
+        twin, the rungs' alignment and gaps, the recording, the thumbnail."""
         transcoded = self.transcoded
         reencode = None
         if transcoded is not None and transcoded.transcoder.reencode_long_gops:
@@ -134,6 +139,7 @@ class Broadcast:
             lane.on_listed(transcoded.source_part_listed)
         if self.recording is not None:
             lane.on_listed(self.recording.part_listed)
+        lane.on_listed(self.thumbnails.part_listed)
 
     @property
     def source(self) -> Rendition:
@@ -153,7 +159,7 @@ class Broadcast:
         self.publications += 1
         self.live = True
         self.stream = stream
-        subscription = stream.subscribe("hls", SUBSCRIBER_CAPACITY)
+        subscription = stream.subscribe(SUBSCRIBER, SUBSCRIBER_CAPACITY)
         # Decided now, not when the task runs: after a quick takeover the first publication's
         # task may first run when the count already includes its successor.
         reconnect = self.publications > 1
@@ -315,8 +321,10 @@ class Broadcast:
         if self.transcoded is not None:
             self.transcoded.end()  # also a drain that has not finished
         self.ended = True
+        self.ended_at = time.time()
         self.live = False
         self.renditions.end()
+        self.metrics.ended(self.name)
         if self.recording is not None:
             self.recording.end()
         log.info("stream %s: broadcast ended (ENDLIST)", self.name)
@@ -339,9 +347,9 @@ class Broadcast:
         self.lane.close()
         if self.ts is not None:
             self.ts.close()
+        if self.recording is not None and not self.ended:
+            self.recording.end()  # shutting down: the recording is a VOD playlist already
         self.renditions.close()
-        self.metrics.forget(self.name, self.renditions.names())
-        self.aac.forget()
 
     # -- for the origin ---------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Lane:
         self.timeline = timeline
         self.metrics = metrics
         self.keyframes_are_cuts = keyframes_are_cuts
+        metrics.start_rendition(stream, rendition.name)
         self.tracks: dict[TrackKind, Track] = {}
         self.muxer: FragmentMuxer | None = None
         self.segmenter: Segmenter | None = None

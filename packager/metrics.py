@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+# The causes a discontinuity is counted under (a worker restart adds "transcoder restart
+# <rung>" as it happens).
+DISCONTINUITY_CAUSES = ("reconnect", "codec change", "timestamp jump")
 
 
 class PackagerMetrics:
@@ -45,14 +47,31 @@ class PackagerMetrics:
         self.recording_errors = Counter(
             "golive_hls_recording_errors_total", "Recordings stopped by an error (disk full).",
             ["stream"], registry=registry)
+        self.store_write_errors = Counter(
+            "golive_store_write_errors_total",
+            "Files --store-dir could not take (disk full, directory gone), by operation "
+            "(write: the file is served from memory instead; delete: it stays on disk).",
+            ["stream", "operation"], registry=registry)
         self.mux_errors = Counter(
             "golive_hls_mux_errors_total", "Parts libavformat refused to mux (units dropped).",
             ["stream"], registry=registry)
 
-    def forget(self, stream: str, renditions: list[str]) -> None:
-        """Drop a finished broadcast's labelled series so they do not pile up."""
-        for rendition in renditions:
-            for metric in (self.segments, self.parts, self.segment_bytes, self.forced_cuts,
-                           self.live_edge_delay, self.gap_segments):
-                with contextlib.suppress(KeyError):
-                    metric.remove(stream, rendition)
+    def start_stream(self, stream: str) -> None:
+        """A broadcast's counters exist at 0 from its start: an alert on a counter needs the
+        series before the first event (removed with every other series of the stream when
+        the broadcast expires: `golive.stream_series`)."""
+        for counter in (self.dropped_units, self.mux_errors, self.recording_errors):
+            counter.labels(stream)
+        for cause in DISCONTINUITY_CAUSES:
+            self.discontinuities.labels(stream, cause)
+        for operation in ("write", "delete"):
+            self.store_write_errors.labels(stream, operation)
+
+    def start_rendition(self, stream: str, rendition: str) -> None:
+        for counter in (self.segments, self.parts, self.segment_bytes, self.forced_cuts,
+                        self.gap_segments):
+            counter.labels(stream, rendition)
+
+    def ended(self, stream: str) -> None:
+        """ENDLIST: nothing is live any more, so no live edge to measure."""
+        self.live_edge_delay.remove_by_labels({"stream": stream})

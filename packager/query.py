@@ -91,6 +91,8 @@ class BroadcastStatus:
     state: str  # live, waiting, reconnecting, ended
     started_at: float  # wall clock, seconds
     renditions: tuple[RenditionStatus, ...]
+    ended_at: float | None = None  # wall clock of ENDLIST
+    recording: str | None = None  # its recording's playlist, an origin path (--record-dir)
 
     @property
     def resolution(self) -> tuple[int, int] | None:
@@ -106,8 +108,27 @@ def broadcast_status(broadcast: Broadcast) -> BroadcastStatus:
             name=name, codecs=rendition.codecs, resolution=rendition.resolution,
             bandwidth=peak, average_bandwidth=average, segments=len(rendition.segments),
             last_msn=rendition.last_msn, transcode=broadcast.rung_status(name)))
+    recording = broadcast.recording
+    playlist = (f"/recordings/{recording.recorder.playlist_key}"
+                if recording is not None and recording.recorder is not None
+                and recording.recorder.segments else None)
     return BroadcastStatus(broadcast.name, broadcast.state, broadcast.started_at,
-                           tuple(renditions))
+                           tuple(renditions), broadcast.ended_at, playlist)
+
+
+# A recording's files: <name>/<UTC start>/<file>, as `Broadcast` lays them out.
+_RECORDED = re.compile(r"^\d{8}T\d{6}Z$")
+_RECORDED_FILE = re.compile(r"^(?:index\.m3u8|init-\d+\.mp4|seg-\d+\.(?:m4s|ts))$")
+
+
+def recording_file(record_dir: str | None, stream: str, started: str,
+                   filename: str) -> Path | None:
+    """The path of a recording's file, from validated pieces only; None if it is not one."""
+    if (record_dir is None or not is_valid_stream_name(stream)
+            or not _RECORDED.match(started) or not _RECORDED_FILE.match(filename)):
+        return None
+    path = Path(record_dir) / stream / started / filename
+    return path if path.is_file() else None
 
 
 class HlsFiles:

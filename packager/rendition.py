@@ -128,6 +128,9 @@ class Rendition:
         self.last_media_ms = end_media_ms
         if last_in_segment:
             self._close_segment(now)
+        else:  # the playlist's end moved on: older segments may have to drop their parts
+            self._drop_old_parts(now)
+            self._expire(now)
         self._changed_now()
 
     def add_segment(self, sequence: int, data: bytes, duration_ms: int, independent: bool,
@@ -217,15 +220,35 @@ class Rendition:
             if removed.discontinuity:
                 self.discontinuity_sequence += 1
             self._retired.append((now + linger, self.prefix + removed.uri))
-        # Part tags are listed for the segments within three target durations of the edge;
-        # their files stay downloadable for three more target durations.
-        edge_ms = 3000 * self.target_duration
-        while self._parted and sum(
-                s.duration_ms for s in self._parted) - self._parted[0].duration_ms >= edge_ms:
+        self._drop_old_parts(now)
+        self._expire(now)
+
+    def _drop_old_parts(self, now: float) -> None:
+        """bis 6.2.2: "EXT-X-PART tags SHOULD be removed from the Playlist after they are
+        greater than three Target Durations from the end of the Playlist." The end is the last
+        listed part (the open segment's included); a tag is as far from it as the media from
+        the tag's start. A segment's parts leave together, so a segment keeps them only while
+        its start is within three target durations of the end. Their files stay downloadable
+        for three more target durations (the spec's MUST) plus the window, for a player that
+        read an older playlist."""
+        if not self._parted:
+            return
+        window_ms = 3000 * self.target_duration
+        to_end = self.open.duration_ms if self.open is not None else 0
+        starts: dict[int, int] = {}  # id(segment) -> ms from its start to the end
+        for segment in reversed(self.segments):  # gap segments count: they are listed media
+            to_end += segment.duration_ms
+            starts[id(segment)] = to_end
+            if segment is self._parted[0]:
+                break
+        window_s = sum(s.duration_ms for s in self.segments) / 1000
+        while self._parted and starts.get(id(self._parted[0]), window_ms + 1) > window_ms:
             old = self._parted.popleft()
             for part in old.parts:
                 self._retired.append((now + 3 * self.target_duration + window_s,
                                       self.prefix + part.uri))
+
+    def _expire(self, now: float) -> None:
         while self._retired and self._retired[0][0] <= now:
             self.store.delete(self._retired.popleft()[1])
 

@@ -7,13 +7,20 @@ only what `file` and `status` answer (`query.py`), never walks the broadcasts th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from golive.hub import Hub, LiveStream
 from golive.packager.broadcast import Broadcast
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
-from golive.packager.query import BroadcastStatus, HlsFile, HlsFiles, broadcast_status
+from golive.packager.query import (
+    BroadcastStatus,
+    HlsFile,
+    HlsFiles,
+    broadcast_status,
+    recording_file,
+)
 from golive.packager.recording import seal_recording
 from golive.packager.store import DiskStore, Store
 from golive.transcode.audio import AudioToAac
@@ -27,8 +34,11 @@ class PackagerService:
 
     def __init__(self, config: HlsConfig, hub: Hub, store: Store,
                  metrics: PackagerMetrics, transcoder: Transcoder | None = None,
-                 audio: AudioToAac | None = None) -> None:
+                 audio: AudioToAac | None = None,
+                 forget_stream: Callable[[str], None] = lambda stream: None) -> None:
         self.config = config
+        # Removes every stage's metric series of a stream whose broadcast is over for good.
+        self._forget_stream = forget_stream
         self.transcoder = transcoder
         self.audio = audio
         self.store = store
@@ -52,6 +62,7 @@ class PackagerService:
         if broadcast is not None and broadcast.ended:
             next_sequence = broadcast.renditions.next_sequence
             broadcast.close()
+            self._forget_stream(stream.name)
             broadcast = None
         else:
             next_sequence = 0
@@ -67,7 +78,10 @@ class PackagerService:
         if self.broadcasts.get(broadcast.name) is broadcast:
             del self.broadcasts[broadcast.name]
             self.metrics.broadcasts.set(len(self.broadcasts))
-        broadcast.close()
+            broadcast.close()
+            self._forget_stream(broadcast.name)
+        else:
+            broadcast.close()
 
     def get(self, name: str) -> Broadcast | None:
         return self.broadcasts.get(name)
@@ -78,6 +92,16 @@ class PackagerService:
                    *, msn: str | None = None, part: str | None = None) -> HlsFile:
         """See `HlsFiles.file`: raises `query.HlsError` when nothing answers."""
         return await self._files.file(stream, rendition, filename, msn=msn, part=part)
+
+    def recording_file(self, stream: str, started: str, filename: str) -> Path | None:
+        """A file of a recording (`--record-dir`), by its origin path's pieces."""
+        return recording_file(self.config.record_dir, stream, started, filename)
+
+    def thumbnail(self, name: str) -> bytes | None:
+        """A recent JPEG of a live broadcast's picture (None: none yet, or no video)."""
+        broadcast = self.broadcasts.get(name)
+        return broadcast.thumbnails.jpeg if broadcast is not None and not broadcast.ended \
+            else None
 
     def status(self, name: str) -> BroadcastStatus | None:
         broadcast = self.broadcasts.get(name)

@@ -4,15 +4,40 @@ Keys are relative paths such as `main/source/seg-12.m4s`, built only by the pack
 validated stream names and its own counters. The origin still resolves every request through
 `Store.get`, which refuses anything that is not a plain relative key, so nothing outside the
 store is ever reachable.
+
+A disk that fails (full, its directory removed or made read-only under a running server)
+must not stop a live stream: `FallbackStore` wraps the live `DiskStore` and keeps in memory
+whatever it cannot write, so golive's origin goes on serving the stream from memory (the
+playlists it renders itself anyway); only a server reading the directory (nginx) misses
+those files. Memory holds no more than the memory store would: the packager deletes files
+as they leave the live window. Never raising into the packager is the point: ending the
+stream instead would punish viewers for an operator's disk. Each failure is counted (the
+`on_error` callback: `golive_store_write_errors_total{stream,operation}`) and logged once
+per stream, with the path and the errno; once the stream's last file held in memory is gone
+(the broadcast ended, or the disk took every file again) a new failure is logged again.
+
+Recordings use a plain `DiskStore`, which raises: a recording held in memory would be no
+recording, so `BroadcastRecording` stops it instead. `check_directories` tests every
+directory once at start-up, so a path that was never writable is an error at start rather
+than at the first publish.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from golive.errors import ConfigError
+from golive.packager.config import HlsConfig
+
+log = logging.getLogger("golive.packager")
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
@@ -77,8 +102,9 @@ class DiskStore:
     holds_playlists = True
 
     def __init__(self, root: str | Path) -> None:
+        # Not made here: `put` makes every directory it needs (the root too), so a root
+        # that cannot be made fails in `put`, where the caller handles a failing disk.
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
         self._bytes = 0
 
     def _path(self, key: str) -> Path | None:
@@ -124,9 +150,110 @@ class DiskStore:
         try:
             size = path.stat().st_size
             path.unlink()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such file, as in `get`
             return
         self._bytes -= size
 
     def size(self) -> int:
         return self._bytes
+
+
+def _reason(exc: OSError) -> str:
+    """`[Errno 28] No space left on device`: the OS's reason without the file name."""
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None else str(exc)
+
+
+class FallbackStore:
+    """A `DiskStore` that keeps in memory what it cannot write: `put` and `delete` never
+    raise an OSError (see the module docstring). `on_error(stream, operation)` hears of every
+    failed "write" or "delete"; the stream is a key's first part."""
+
+    holds_playlists = True
+
+    def __init__(self, disk: DiskStore,
+                 on_error: Callable[[str, str], None] | None = None) -> None:
+        self.disk = disk
+        self._memory = MemoryStore()
+        self._on_error = on_error
+        self._held: Counter[str] = Counter()  # stream -> its files held in memory
+        self._reported: set[str] = set()  # streams whose failure is logged
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.disk.put(key, data)
+        except OSError as exc:
+            self._failed(key, "write", exc, "serving from memory")
+            if self._memory.get(key) is None:
+                self._held[_stream(key)] += 1
+            self._memory.put(key, data)
+        else:
+            self._forget(key)  # a newer copy is on disk now
+
+    def get(self, key: str) -> bytes | None:
+        data = self._memory.get(key)
+        return data if data is not None else self.disk.get(key)
+
+    def path(self, key: str) -> Path | None:
+        return None if self._memory.get(key) is not None else self.disk.path(key)
+
+    def delete(self, key: str) -> None:
+        self._forget(key)
+        try:
+            self.disk.delete(key)
+        except OSError as exc:
+            self._failed(key, "delete", exc, "the file stays on disk")
+
+    def size(self) -> int:
+        return self.disk.size() + self._memory.size()
+
+    def _forget(self, key: str) -> None:
+        if self._memory.get(key) is None:
+            return
+        self._memory.delete(key)
+        stream = _stream(key)
+        self._held[stream] -= 1
+        if self._held[stream] <= 0:  # nothing of it left in memory: a new failure is news
+            del self._held[stream]
+            self._reported.discard(stream)
+
+    def _failed(self, key: str, operation: str, exc: OSError, consequence: str) -> None:
+        stream = _stream(key)
+        if self._on_error is not None:
+            self._on_error(stream, operation)
+        if stream not in self._reported:
+            self._reported.add(stream)
+            log.error("stream %s: cannot %s %s: %s; %s", stream, operation,
+                      self.disk.root / key, _reason(exc), consequence)
+
+
+def _stream(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+def check_directory(directory: str | Path) -> None:
+    """Raise the OSError that stops writing in `directory`: it is made if missing, then a
+    probe file is written there and removed."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=path, prefix=".golive-probe-")
+    try:
+        os.write(fd, b"probe")
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def check_directories(hls: HlsConfig) -> None:
+    """At start-up: every directory the HLS settings name is writable, else a ConfigError
+    naming the setting, the path and the OS's reason."""
+    for setting, option, directory in (("hls.store_dir", "--store-dir", hls.store_dir),
+                                       ("hls.record_dir", "--record-dir", hls.record_dir)):
+        if not directory:
+            continue
+        try:
+            check_directory(directory)
+        except OSError as exc:
+            raise ConfigError(f"{setting} ({option}): cannot write to {directory}: "
+                              f"{_reason(exc)}") from exc

@@ -157,11 +157,10 @@ class TranscodedRenditions:
         self.done()
 
     def close(self) -> None:
-        """Shutting down or expired: stop the encoders, drop the lanes and metric series."""
+        """Shutting down or expired: stop the encoders, drop the lanes."""
         self.stop(drain=False)
         for lane in self.lanes.values():
             lane.close()
-        self.transcoder.forget(self.name, list(self.lanes))
 
     # -- for the API -------------------------------------------------------------------------
 

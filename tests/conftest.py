@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -36,10 +37,11 @@ async def make_server() -> AsyncIterator[MakeServer]:
     servers: list[Server] = []
 
     async def make(hls: HlsConfig | None = None, transcode: TranscodeConfig | None = None,
-                   admin: AdminConfig | None = None, state_dir: str | None = None,
-                   **ingest: Any) -> Server:
+                   http: HttpConfig | None = None, admin: AdminConfig | None = None,
+                   state_dir: str | None = None, **ingest: Any) -> Server:
         config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, **ingest),
-                        http=HttpConfig(host="127.0.0.1", port=0), hls=hls or HlsConfig(),
+                        http=replace(http or HttpConfig(), host="127.0.0.1", port=0),
+                        hls=hls or HlsConfig(),
                         transcode=transcode or TranscodeConfig(),
                         admin=admin or AdminConfig(port=0), state_dir=state_dir)
         server = Server(config)

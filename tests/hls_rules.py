@@ -414,29 +414,7 @@ def _low_latency_rules(playlist: Playlist) -> list[str]:
     uris = [p.uri for s in listed for p in s.parts]
     if len(set(uris)) != len(uris):
         found.append("EXT-X-PART: a part URI is listed twice")
-    # Parts are listed for the newest segments only: a run at the end, kept until they are
-    # three target durations from the end, and (SHOULD) removed after that. Removal happens
-    # when a segment completes, so "the end" for removal is the last complete segment's.
-    if any_parts and target is not None:
-        edge = playlist.duration + sum(
-            (p.duration for p in (playlist.open.parts if playlist.open else [])), Decimal(0))
-        complete_end = playlist.duration
-        started = False
-        end = Decimal(0)
-        for segment in playlist.segments:
-            end += segment.duration or 0
-            if segment.parts:
-                started = True
-                if complete_end - end >= 3 * target:
-                    found.append(f"EXT-X-PART: segment {segment.sequence}'s parts are "
-                                 f"{complete_end - end} s from the end; they should be removed "
-                                 "past 3 x TARGETDURATION")
-            elif started:
-                found.append(f"EXT-X-PART: segment {segment.sequence} lists no parts, but an "
-                             "older one does")
-            elif not playlist.ended and edge - end < 3 * target:
-                found.append(f"EXT-X-PART: segment {segment.sequence}'s parts are dropped "
-                             f"{edge - end} s from the live edge, before 3 x TARGETDURATION")
+    found += _part_window_rules(playlist)
     # PRELOAD-HINT: one part hint at most, for a part not listed yet; part of the full
     # low-latency profile (hls.js uses parts only with it) in live playlists with parts.
     part_hints = [h for h in playlist.preload_hints if h.get("TYPE") == "PART"]
@@ -455,6 +433,48 @@ def _low_latency_rules(playlist: Playlist) -> list[str]:
             found.append(f"RENDITION-REPORT: needs URI and LAST-MSN: {report}")
         if "LAST-PART" in report and not report["LAST-PART"].isdigit():
             found.append(f"RENDITION-REPORT: LAST-PART must be a part index: {report}")
+    return found
+
+
+def _part_window_rules(playlist: Playlist) -> list[str]:
+    """Which segments may (and must) list their parts.
+
+    draft-pantos-hls-rfc8216bis 6.2.2 (the EXT-X-PART tag of 4.4.4.9): "EXT-X-PART tags
+    SHOULD be removed from the Playlist after they are greater than three Target Durations
+    from the end of the Playlist. Clients MUST be able to download the Partial Segment for at
+    least three Target Durations after the EXT-X-PART tag is removed from the Playlist."
+
+    How we read it, exactly:
+    - "the end of the Playlist" is the end of the last listed media: the complete segments
+      plus the open segment's parts.
+    - a tag is as far from the end as the media from its start to that end (6.3.3 measures
+      a segment's distance from the end the same way, from where it starts).
+    - parts leave a segment all at once (removal is "in the order that they appear", and a
+      segment's parts must add up to its EXTINF), so a segment lists its parts only while
+      its first one is within three target durations: a segment partly older loses them all.
+    So a segment lists parts exactly when the end lies at most 3 x TARGETDURATION after its
+    start; a live playlist must list them then (players at PART-HOLD-BACK need them).
+    Gap segments have no media, hence no parts, and are not judged.
+    """
+    found: list[str] = []
+    target = playlist.target_duration
+    if target is None or not any(s.parts for s in playlist.all_segments):
+        return found
+    window = 3 * target
+    open_parts = playlist.open.parts if playlist.open is not None else []
+    to_end = sum((p.duration for p in open_parts), Decimal(0))  # from a segment's start
+    for segment in reversed(playlist.segments):
+        to_end += segment.duration or 0
+        if segment.gap:
+            continue
+        if segment.parts and to_end > window:
+            found.append(f"EXT-X-PART: segment {segment.sequence} starts {to_end} s from the "
+                         f"end of the playlist, over 3 x TARGETDURATION ({window} s), and "
+                         "still lists its parts")
+        elif not segment.parts and to_end <= window and not playlist.ended:
+            found.append(f"EXT-X-PART: segment {segment.sequence} starts {to_end} s from the "
+                         f"end of the playlist, within 3 x TARGETDURATION ({window} s), but "
+                         "lists no parts")
     return found
 
 

@@ -197,9 +197,8 @@ async def test_the_thread_delivers_everything_in_order_then_stops() -> None:
                                      {"stream": "show", "direction": "in"}) == len(units)
     assert registry.get_sample_value("golive_transcode_audio_frames_total",
                                      {"stream": "show", "direction": "out"}) == len(got)
-    service.forget("show")
-    assert registry.get_sample_value("golive_transcode_audio_frames_total",
-                                     {"stream": "show", "direction": "in"}) is None
+    assert registry.get_sample_value("golive_transcode_audio_lost_units_total",
+                                     {"stream": "show", "reason": "decode"}) == 0  # from start
 
 
 async def test_a_starved_thread_loses_units_counted_not_memory() -> None:

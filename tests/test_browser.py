@@ -144,9 +144,12 @@ def _seconds(value: float | None) -> str:
 
 
 async def _play(urls: list[str], seconds: float, switch: float = 0) -> list[dict[str, Any]]:
+    # GOLIVE_SCREENSHOTS=DIR keeps each page's last look as a PNG, for a person to look at.
+    shots = os.environ.get("GOLIVE_SCREENSHOTS")
     node = await asyncio.create_subprocess_exec(
         "node", str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds),
-        "--switch", str(switch), "--switch-from", str(WARM_UP), *urls,
+        "--switch", str(switch), "--switch-from", str(WARM_UP),
+        *(["--screenshots", shots] if shots else []), *urls,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(node.communicate(), len(urls) * seconds + 60)
@@ -216,6 +219,14 @@ async def test_hls_js_plays_live_in_chromium(browser_tools: None, tmp_path: Path
         assert playback.advanced("frames") >= 0.6 * FPS * playback.elapsed, context
         assert playback.advanced("currentTime") >= 0.6 * playback.elapsed, context
         assert not playback.window[-1]["paused"], context
+        # Around the player: a quality menu with "Auto" first and every rendition, the
+        # viewer count (this page counts) and how long the broadcast has been live.
+        last = playback.samples[-1]
+        assert last["quality"][0].startswith("Auto") and len(last["quality"]) == (
+            last["levels"] + 1), context
+        assert re.fullmatch(r"[1-9]\d* watching", last["viewers"] or ""), context
+        assert (last["uptime"] or "").startswith("live for "), context
+        assert last["state"] == "live" and last["ended"] is None, context
         assert playback.median("latency") is not None, "no hls.latency: " + context
     # LL-HLS (parts, blocking reload) plays far closer to live than three whole segments back.
     low_latency, plain_latency = low.median("latency"), plain.median("latency")
@@ -262,3 +273,26 @@ async def test_hls_js_switches_between_aligned_renditions_without_stalls(
     assert playback.stalls == 0 and playback.buffer_stalled_after_warm_up == 0, context
     assert playback.advanced("frames") >= 0.6 * FPS * playback.elapsed, context
     assert playback.advanced("currentTime") >= 0.6 * playback.elapsed, context
+
+
+async def test_the_watch_page_says_when_the_broadcast_ended(browser_tools: None,
+                                                            tmp_path: Path) -> None:
+    """No black player with an endless spinner: once the broadcast ends (its grace period
+    over), the page says so."""
+    server = Server(Config(ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
+                           http=HttpConfig(host="127.0.0.1", port=0),
+                           admin=AdminConfig(port=0), hls=HlsConfig(grace_period=0.5)))
+    await server.start()
+    try:
+        publisher = await PyAvPublisher.start(
+            f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+            seconds=6, realtime=True, width=320, height=240)
+        [page] = await _play([f"http://127.0.0.1:{server.http_port}/watch/{NAME}"], 14)
+        assert await asyncio.wait_for(publisher.process.wait(), 30) == 0  # it published all
+    finally:
+        await asyncio.wait_for(server.close(), 10)
+    samples = page["samples"]
+    assert any(s["state"] == "live" and s["frames"] for s in samples), page["console"][-10:]
+    last = samples[-1]
+    assert last["ended"] == "This broadcast has ended.", (last, page["console"][-10:])
+    assert (last["state"] == "ended" and not last["hls"]) or last["ended"]

@@ -29,7 +29,6 @@ from aiohttp import web
 from click.testing import CliRunner
 from helpers import (
     MakeServer,
-    Metrics,
     Received,
     StreamWatcher,
     collect,
@@ -37,7 +36,6 @@ from helpers import (
     http_get,
     scrape,
 )
-from prometheus_client import generate_latest
 from publishers import (
     Encoded,
     PublishFailed,
@@ -94,28 +92,12 @@ def assert_tracks_match(received: Received, encoded: Encoded) -> None:
     assert audio.codec_string == "mp4a.40.2"
 
 
-def ingest_series(metrics: Metrics, stream: str) -> list[dict[str, str]]:
-    return [labels for name in ("golive_ingest_units_total", "golive_ingest_bytes_total")
-            for labels in metrics.series(name) if labels.get("stream") == stream]
-
-
 # --- 1. PyAV: H.264 + AAC -----------------------------------------------------------------
 
 
-async def test_pyav_publish_h264_aac(make_server: MakeServer, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_pyav_publish_h264_aac(make_server: MakeServer, tmp_path: Path) -> None:
     server = await make_server(keys={KEY: "cam"})
     watcher = StreamWatcher(server.hub)
-    # A stream's series are removed the moment it ends, so record the exposition /metrics
-    # would have served at that instant: the final, complete counts.
-    final: list[Metrics] = []
-    forget = server.metrics.forget_stream
-
-    def snapshot_then_forget(name: str) -> None:
-        final.append(Metrics(generate_latest(server.registry).decode()))
-        forget(name)
-
-    monkeypatch.setattr(server.metrics, "forget_stream", snapshot_then_forget)
 
     publisher = await PyAvPublisher.start(rtmp_url(server), tmp_path / "cam.pickle",
                                           seconds=4, width=640, height=360, hold=True)
@@ -146,14 +128,15 @@ async def test_pyav_publish_h264_aac(make_server: MakeServer, tmp_path: Path,
     assert_media_matches(received, encoded)
     assert len(encoded.video) == 100
 
-    [at_end] = final
-    assert at_end.get("golive_ingest_units_total", stream="cam", kind="video") == len(
-        encoded.video)
-    assert at_end.get("golive_ingest_units_total", stream="cam", kind="audio") == len(
-        encoded.audio)
-    assert at_end.get("golive_ingest_bytes_total", stream="cam") == stream.bytes_in > 0
+    # The publication is over; its broadcast is not (grace period): the series stay, with
+    # the final, complete counts (`test_metrics_lifecycle.py` follows them to the end).
+    await eventually(lambda: server.hub.get("cam") is None, what="the publication's end")
     after = await scrape(server)
-    assert ingest_series(after, "cam") == []  # forgotten once the stream ended
+    assert after.get("golive_ingest_units_total", stream="cam", kind="video") == len(
+        encoded.video)
+    assert after.get("golive_ingest_units_total", stream="cam", kind="audio") == len(
+        encoded.audio)
+    assert after.get("golive_ingest_bytes_total", stream="cam") == stream.bytes_in > 0
     assert after.count("golive_rtmp_connections_closed_total", result="ok") == 1
     assert after.get("golive_rtmp_publishers") == 0
     assert after.count("golive_rtmp_handshakes_total", type="digest") == 1
@@ -674,12 +657,13 @@ def _golive_command() -> list[str]:
     return [sys.executable, "-c", "from golive.cli import main; main()"]
 
 
-async def test_golive_serve_process() -> None:
+async def test_golive_serve_process(tmp_path: Path) -> None:
     command = _golive_command()
     rtmp_port, http_port, admin_port = _free_port(), _free_port(), _free_port()
     process = await asyncio.create_subprocess_exec(
         *command, "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
         "--http-port", str(http_port), "--admin-port", str(admin_port),
+        "--state-dir", str(tmp_path),  # not the user's
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         # Block-buffered stdout, as under systemd or `| tee`: the banner must still show.
@@ -725,7 +709,7 @@ async def test_golive_serve_process() -> None:
 
 
 
-async def test_golive_serve_reports_a_taken_port() -> None:
+async def test_golive_serve_reports_a_taken_port(tmp_path: Path) -> None:
     command = _golive_command()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -733,6 +717,7 @@ async def test_golive_serve_reports_a_taken_port() -> None:
         process = await asyncio.create_subprocess_exec(
             *command, "serve", "--host", "127.0.0.1", "--rtmp-port",
             str(taken.getsockname()[1]), "--http-port", str(_free_port()),
+            "--state-dir", str(tmp_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             _, stderr = await asyncio.wait_for(process.communicate(), 20)

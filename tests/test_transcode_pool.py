@@ -106,6 +106,35 @@ async def test_a_killed_worker_is_restarted_and_the_stream_continues(
     assert output.failures == []
 
 
+async def test_a_worker_that_ends_while_the_server_shuts_down_is_not_restarted(
+        source: tuple[Track, list[MediaUnit]]) -> None:
+    # SIGTERM to the whole group (systemd's default KillMode) ends the workers before the
+    # server has ended its streams, whose last messages must not start a worker again either.
+    track, units = source
+    registry = CollectorRegistry()
+    pool = TranscodePool(1, EncoderSettings(), TranscodeMetrics(registry))
+    output = Output()
+    flagged = idr_points(units)
+    session = pool.open("stopping", track, RUNGS, output.callbacks())
+    try:
+        for unit in units[:30]:
+            session.push(unit, unit.pts in flagged)
+        await eventually(lambda: len(output.units) >= 5, timeout=20, what="first output")
+        worker = session.worker
+        process = worker.process
+        assert process is not None
+        pool.shutting_down()
+        process.terminate()
+        await eventually(lambda: worker.process is None, timeout=10, what="the worker's end")
+        session.close()  # the stream ends after its worker: its "stop" goes nowhere
+        await asyncio.sleep(pool_module.RESTART_DELAY + 0.5)
+        assert worker.process is None and worker._starting is None
+    finally:
+        await pool.close()
+    assert value(registry, "golive_transcode_worker_restarts_total") == 0
+    assert output.restarts == 0 and output.failures == []
+
+
 async def test_a_stalled_worker_makes_the_server_shed_not_buffer(
         source: tuple[Track, list[MediaUnit]], monkeypatch: pytest.MonkeyPatch) -> None:
     track, units = source

@@ -318,13 +318,10 @@ class AudioToAac:
     def open(self, stream: str, source: Track,
              on_unit: Callable[[MediaUnit], None]) -> AudioTranscoder:
         """Raises AudioTranscodeError when the source cannot be decoded."""
+        for reason in ("queue", "decode"):  # at 0 from the start: alerts see the first loss
+            self.lost.labels(stream, reason)
         counters = AudioCounters(self.frames.labels(stream, "in"),
                                  self.frames.labels(stream, "out"),
                                  lambda reason: self.lost.labels(stream, reason))
         return AudioTranscoder(stream, AacTranscoder(source, self.bitrate), on_unit, counters)
 
-    def forget(self, stream: str) -> None:
-        for metric, labels in ((self.frames, ("in", "out")), (self.lost, ("queue", "decode"))):
-            for label in labels:
-                with contextlib.suppress(KeyError):
-                    metric.remove(stream, label)

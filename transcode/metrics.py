@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
@@ -51,12 +49,16 @@ class TranscodeMetrics:
             "Streams whose ladder could not run (undecodable source, encoder error).",
             ["stream"], registry=registry)
 
-    def forget(self, stream: str, renditions: list[str]) -> None:
-        for metric in (self.queue_depth, self.renditions, self.shed_rungs):
-            with contextlib.suppress(KeyError):
-                metric.remove(stream)
-        for rendition in [*renditions, "source"]:
-            for metric in (self.frames_in, self.frames_out, self.frames_dropped,
-                           self.encode_speed, self.rung_sheds):
-                with contextlib.suppress(KeyError):
-                    metric.remove(stream, rendition)
+    def start_stream(self, stream: str, rungs: list[str]) -> None:
+        """A stream's counters exist at 0 from its start, so an alert on them can fire on
+        the first loss (a series that appears only then cannot be alerted on)."""
+        self.failures.labels(stream)
+        self.shed_rungs.labels(stream).set(0)
+        for where in ("server", "worker"):
+            self.shed_units.labels(stream, where)
+        self.frames_in.labels(stream, "source")
+        for rendition in ("source", *rungs):
+            self.frames_dropped.labels(stream, rendition)
+        for rung in rungs:
+            self.frames_out.labels(stream, rung)
+            self.rung_sheds.labels(stream, rung)

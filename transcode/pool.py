@@ -8,6 +8,8 @@ than MAX_BUFFERED bytes waiting) sheds units up to its next IDR point, counted.
 
 A worker that dies is restarted; its sessions start again on the new process from their next
 IDR point, and the packager is told so it can mark a discontinuity in the rung playlists.
+Stopping is the server's: workers ignore SIGINT (`worker.py`), and once the server is shutting
+down a worker that ends is not restarted; closing the channels ends the rest.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class TranscodeSession:
         self._reported: dict[str, tuple[int, int, float, float]] = {}
         self._worker_dropped = 0
         self.shed_rungs: set[str] = set()
+        pool.metrics.start_stream(stream, [rung.name for rung in rungs])
 
     @property
     def load(self) -> int:
@@ -288,6 +291,10 @@ class TranscodePool:
         could use every core, but a crash then takes fewer streams down with it."""
         return max(1, os.cpu_count() or 1)
 
+    def worker_pids(self) -> dict[int, int]:
+        """Worker index -> process id, of the workers running now (for their metrics)."""
+        return {w.index: w.process.pid for w in self.workers if w.process is not None}
+
     def open(self, stream: str, source: Track, rungs: tuple[Rung, ...],
              callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:
         """`from_idr`: the stream is under way; the ladder starts at its next IDR point
@@ -307,5 +314,14 @@ class TranscodePool:
             sum(len(s.rungs) for w in self.workers for s in w.sessions.values()
                 if s.stream == stream and not s.closed))
 
+    def shutting_down(self) -> None:
+        """The server stops: a worker that ends from now on is not restarted, and none is
+        started for the last messages of streams (a signal to the whole process group, such
+        as systemd's default KillMode's SIGTERM, ends the workers before the server has ended
+        its streams)."""
+        for worker in self.workers:
+            worker.closing = True
+
     async def close(self) -> None:
+        self.shutting_down()
         await asyncio.gather(*(worker.close() for worker in self.workers))

@@ -69,8 +69,10 @@ class Transcoder:
              callbacks: SessionCallbacks, *, from_idr: bool = False) -> TranscodeSession:
         return self.pool.open(stream, video, rungs, callbacks, from_idr=from_idr)
 
-    def forget(self, stream: str, rungs: list[str]) -> None:
-        self.metrics.forget(stream, rungs)
+
+    def shutting_down(self) -> None:
+        """The server stops: no worker is restarted from now on (see `TranscodePool`)."""
+        self.pool.shutting_down()
 
     async def close(self) -> None:
         await self.pool.close()

@@ -6,6 +6,11 @@ stream's units to that stream's own thread, which runs its `LadderPipeline`; run
 the encoded units back. The reader never waits for a stream: a stream whose input queue is
 full (its ladder is slower than real time) loses units up to its next IDR point, counted and
 reported, so one overloaded stream does not hold up the others in the same worker.
+
+Shutting down is the server's decision: a terminal's Ctrl-C reaches the whole process group,
+so a worker ignores SIGINT and ends, with status 0, when the server closes its channel (the
+server closes it once its streams are ended). SIGTERM keeps its default, an immediate quiet
+end: aimed at a worker, it is a crash the pool restarts the worker after.
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ import argparse
 import logging
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
 import time
 from typing import Any
+
+if __name__ == "__main__":  # the worker process (never when merely imported)
+    # Before the imports below, which take a while (asyncio, PyAV): a Ctrl-C while the worker
+    # starts would print a KeyboardInterrupt traceback too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 from golive.media import MediaUnit, Track
 from golive.transcode import wire

@@ -2,12 +2,13 @@
 // prints what each page measured as one JSON document on stdout.
 //
 //   node tests/browser/play.mjs --chromium /usr/bin/chromium --seconds 10
-//        [--switch 2 [--switch-from 3]] URL...
+//        [--switch 2 [--switch-from 3]] [--screenshots DIR] URL...
 //
 // Pages play one after another in one browser. Every 250 ms the script samples the page's
 // `window.golive` state and the <video> element; tests/test_browser.py judges the samples.
 // With --switch S, every S seconds the player is told to go to the next rendition at its
 // next segment (hls.nextLevel), as its bandwidth estimate would on a changing network.
+// With --screenshots DIR, each page's last look is saved there as page-N.png.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,7 @@ const executablePath = option("--chromium", "/usr/bin/chromium");
 const seconds = Number(option("--seconds", "10"));
 const switchEvery = Number(option("--switch", "0"));
 const switchFrom = Number(option("--switch-from", "0"));  // seconds after the page opens
+const screenshots = option("--screenshots", "");
 const urls = args;
 
 // Without the background-networking flags Chromium waits on services a closed network never
@@ -52,6 +54,12 @@ const sample = () => {
     lowLatency: g.lowLatency ?? null, hls: Boolean(window.hls),
     level: window.hls ? window.hls.currentLevel : null,
     levels: window.hls ? window.hls.levels.length : 0,
+    // What the page shows a viewer around the player.
+    quality: [...document.querySelectorAll("#quality option")].map((o) => o.textContent),
+    viewers: document.getElementById("viewers")?.textContent ?? null,
+    uptime: document.getElementById("uptime")?.textContent ?? null,
+    state: document.getElementById("state")?.textContent ?? null,
+    ended: document.getElementById("ended")?.textContent ?? null,
   };
 };
 const nextLevel = () => {
@@ -84,6 +92,9 @@ try {
       await page.waitForTimeout(250);
     }
     results.push({ url, samples, console: console_.slice(-50) });
+    if (screenshots) {
+      await page.screenshot({ path: join(screenshots, `page-${results.length}.png`) });
+    }
     await page.close();
   }
 } finally {
