@@ -26,6 +26,11 @@ class KeyTable:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def is_key(self, text: str) -> bool:
+        """Whether `text` is one of the configured keys (to keep it out of a log line)."""
+        encoded = text.encode("utf-8", "surrogatepass")
+        return any(hmac.compare_digest(secret.encode(), encoded) for secret in self._keys)
+
     def name_for(self, key: str, *, chosen: str | None = None,
                  authorized: bool = False) -> str | None:
         """The public name a publish with `key` gets, or None when it may not publish.
