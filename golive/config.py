@@ -74,11 +74,12 @@ def load_config(path: str | Path) -> Config:
     if isinstance(names_to_keys, dict):
         problems += _key_problems(names_to_keys)
         tables["ingest"]["keys"] = {str(secret): str(name)
-                                    for name, secret in names_to_keys.items()}
+                                    for name, secret in names_to_keys.items()
+                                    if _is_secret(secret)}
     else:
+        # (What was written is not shown: it holds secrets, "main=secret" for instance.)
         problems.append('ingest.keys must be a table of stream names and their secret keys: '
-                        '[ingest.keys] with lines such as main = "a-long-random-secret", '
-                        f"got {shown(names_to_keys)}")
+                        '[ingest.keys] with lines such as main = "a-long-random-secret"')
     built: dict[str, Any] = {}
     for section, cls in _STAGES.items():
         try:
@@ -95,7 +96,7 @@ def _key_problems(names_to_keys: dict[str, Any]) -> list[str]:
     problems = []
     streams: dict[str, list[str]] = {}
     for name, secret in names_to_keys.items():
-        if isinstance(secret, bool) or not isinstance(secret, str | int):
+        if not _is_secret(secret):
             problems.append(f"ingest.keys.{name} must be the stream's secret key in quotes")
         else:
             streams.setdefault(str(secret), []).append(name)
@@ -104,6 +105,11 @@ def _key_problems(names_to_keys: dict[str, Any]) -> list[str]:
             problems.append(f"ingest.keys: streams {' and '.join(map(repr, names))} have the "
                             "same secret key; each stream needs a key of its own")
     return problems
+
+
+def _is_secret(value: Any) -> bool:
+    """A key as TOML gives it: a string, or digits written without quotes (taken as text)."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def merge_keys(configured: dict[str, str], given: dict[str, str]) -> dict[str, str]:

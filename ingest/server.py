@@ -71,9 +71,8 @@ def refused_connect_hint(app: str, tc_url: str, served: str,
                 f"put the key in Stream Key {ffmpeg}")
     # An application name is a short word; a longer one may be a key nobody configured (open
     # mode, the webhook's, a wrong one), so it is not shown.
-    what = (f"application {first!r}" if len(first) < MIN_KEY_LENGTH
-            else "an application whose name is not shown (it may be a stream key)")
-    return (f"unknown {what}: use Server {base}, the key in Stream Key {ffmpeg}")
+    what = repr(first) if len(first) < MIN_KEY_LENGTH else "(not shown: it may be a stream key)"
+    return f"unknown application {what}: use Server {base}, the key in Stream Key {ffmpeg}"
 
 
 def _server_url(tc_url: str, served: str) -> str:

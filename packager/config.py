@@ -38,9 +38,12 @@ class HlsConfig:
         raise_problems(self._problems())
 
     def _problems(self) -> Iterator[str]:
-        if not 1.0 <= self.segment_target <= 30.0:
+        segment_ok = 1.0 <= self.segment_target <= 30.0
+        if not segment_ok:
             yield f"hls.segment_target must be 1-30 seconds, got {self.segment_target}"
-        if not 0.1 <= self.part_target <= 2.0 or self.part_target > self.segment_target / 2:
+        # (Against an invalid segment target, reported above, the part target is not judged.)
+        if not 0.1 <= self.part_target <= 2.0 or (
+                segment_ok and self.part_target > self.segment_target / 2):
             yield ("hls.part_target must be 0.1-2 seconds and at most half of "
                    f"hls.segment_target ({self.segment_target}), got {self.part_target}")
         if self.window_segments < 1:
