@@ -6,8 +6,9 @@ or the command line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from golive.errors import ConfigError
+from golive.errors import raise_problems, shown
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,19 @@ class HttpConfig:
     # host and an LL-HLS player 2-4, so 128 lets 20-60 viewers share one NAT address.
     max_connections_per_address: int = 128
 
+    EXPECTED: ClassVar[dict[str, str]] = {"port": "a TCP port 0-65535"}
+
     def __post_init__(self) -> None:
+        problems = []
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"http.port must be a TCP port (0-65535), got {self.port}")
+            problems.append(f"http.port must be a TCP port 0-65535, got {shown(self.port)}")
         if self.header_timeout < 0:
-            raise ConfigError(f"http.header_timeout must be >= 0, got {self.header_timeout}")
+            problems.append("http.header_timeout must be 0 (off) or more seconds, got "
+                            f"{shown(self.header_timeout)}")
         if self.keepalive_timeout <= 0:
-            raise ConfigError(
-                f"http.keepalive_timeout must be > 0, got {self.keepalive_timeout}")
+            problems.append("http.keepalive_timeout must be more than 0 seconds, got "
+                            f"{shown(self.keepalive_timeout)}")
         if self.max_connections_per_address < 0:
-            raise ConfigError("http.max_connections_per_address must be >= 0, got "
-                              f"{self.max_connections_per_address}")
+            problems.append("http.max_connections_per_address must be 0 (no limit) or more, "
+                            f"got {shown(self.max_connections_per_address)}")
+        raise_problems(problems)
