@@ -14,7 +14,7 @@ import click
 
 from golive import __version__
 from golive.addresses import lan_addresses
-from golive.config import Config, ConfigError, load_config, with_overrides
+from golive.config import Config, ConfigError, load_config, merge_keys, with_overrides
 from golive.ingest.config import IngestConfig
 from golive.ingest.key_store import KeyStore, KeyStoreError
 from golive.names import is_valid_stream_name
@@ -36,6 +36,10 @@ def _parse_keys(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(
                 f"stream name {name!r} may only use letters, digits, '-', '_' and '.'",
                 param_hint="--key")
+        if keys.get(secret, name) != name:  # else one of the two streams would silently go
+            raise click.BadParameter(
+                f"streams {keys[secret]!r} and {name!r} are given the same secret key; each "
+                "stream needs a key of its own", param_hint="--key")
         keys[secret] = name
     return keys
 
@@ -248,7 +252,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
     unless --store-dir is given)."""
     try:
         config = load_config(config_file) if config_file else Config()
-        key_table = {**config.ingest.keys, **_parse_keys(keys)}
+        key_table = merge_keys(config.ingest.keys, _parse_keys(keys))
         state = state_dir or config.state_dir or default_state_dir()
         generated = None
         if not key_table and not (open_mode or config.ingest.open) and not (

@@ -9,12 +9,15 @@ file and applies the command line's values over it. The CLI and the TOML file on
 
 from __future__ import annotations
 
+import difflib
+import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from golive.errors import ConfigError
+from golive.errors import ConfigError, raise_problems, shown
 from golive.ingest.config import IngestConfig
 from golive.origin.config import AdminConfig, HttpConfig
 from golive.packager.config import HlsConfig
@@ -23,7 +26,7 @@ from golive.transcode.config import TranscodeConfig
 # The stage configs are re-exported: `Config`'s fields have their types, and code written
 # before each stage owned its config still imports them from here.
 __all__ = ["AdminConfig", "Config", "ConfigError", "HlsConfig", "HttpConfig", "IngestConfig",
-           "TranscodeConfig", "load_config", "with_overrides"]
+           "TranscodeConfig", "load_config", "merge_keys", "with_overrides"]
 
 
 @dataclass(frozen=True)
@@ -39,47 +42,98 @@ class Config:
     state_dir: str | None = None
 
 
+_STAGES: dict[str, type] = {"ingest": IngestConfig, "http": HttpConfig, "admin": AdminConfig,
+                            "hls": HlsConfig, "transcode": TranscodeConfig}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def load_config(path: str | Path) -> Config:
-    """Read a TOML file with optional [ingest], [http], [admin] tables and [ingest.keys]
-    (name = "secret" pairs, the same direction as `--key NAME=SECRET`)."""
+    """Read a TOML file with optional [ingest], [http], [admin], [hls], [transcode] tables and
+    [ingest.keys] (name = "secret" pairs, the same direction as `--key NAME=SECRET`).
+
+    Every mistake in the file is reported at once, in one ConfigError.
+    """
     try:
         raw = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    ingest = raw.pop("ingest", {})
-    http = raw.pop("http", {})
-    admin = raw.pop("admin", {})
-    hls = raw.pop("hls", {})
-    transcode = raw.pop("transcode", {})
-    for section, table in (("ingest", ingest), ("http", http), ("admin", admin), ("hls", hls),
-                           ("transcode", transcode)):
+    problems: list[str] = []
+    tables: dict[str, dict[str, Any]] = {}
+    for section in _STAGES:
+        table = raw.pop(section, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"[{section}] must be a table of settings")
+            problems.append(f"{section} must be a table of settings: a [{section}] line with "
+                            f"name = value lines under it, got {shown(table)}")
+            table = {}
+        tables[section] = table
     log_level = raw.pop("log_level", "INFO")
+    if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
+        problems.append(f"log_level must be one of {', '.join(_LOG_LEVELS)}, "
+                        f"got {shown(log_level)}")
+        log_level = "INFO"
     state_dir = raw.pop("state_dir", None)
     if state_dir is not None and not isinstance(state_dir, str):
-        raise ConfigError(f"state_dir must be a directory path (a string), got {state_dir!r}")
-    if raw:
-        raise ConfigError(f"unknown config sections: {', '.join(sorted(raw))}")
-    names_to_keys = ingest.pop("keys", {})
-    if not isinstance(names_to_keys, dict):
-        raise ConfigError("[ingest.keys] must map stream names to secret keys")
-    secrets = [str(secret) for secret in names_to_keys.values()]
-    if len(set(secrets)) != len(secrets):
-        raise ConfigError("[ingest.keys]: one secret key is given to two streams")
-    ingest["keys"] = {str(secret): str(name) for name, secret in names_to_keys.items()}
-    return Config(
-        ingest=_build(IngestConfig, ingest, "ingest"),
-        http=_build(HttpConfig, http, "http"),
-        admin=_build(AdminConfig, admin, "admin"),
-        hls=_build(HlsConfig, hls, "hls"),
-        transcode=_build(TranscodeConfig, transcode, "transcode"),
-        log_level=str(log_level),
-        state_dir=state_dir,
-    )
+        problems.append(f"state_dir must be a directory in quotes, got {shown(state_dir)}")
+        state_dir = None
+    for name in sorted(raw):
+        problems.append(f"{name} is not a section or setting of the config file"
+                        + _did_you_mean(name, [*_STAGES, "log_level", "state_dir"]))
+    names_to_keys = tables["ingest"].pop("keys", {})
+    if isinstance(names_to_keys, dict):
+        problems += _key_problems(names_to_keys)
+        tables["ingest"]["keys"] = {str(secret): str(name)
+                                    for name, secret in names_to_keys.items()
+                                    if _is_secret(secret)}
+    else:
+        # (What was written is not shown: it holds secrets, "main=secret" for instance.)
+        problems.append('ingest.keys must be a table of stream names and their secret keys: '
+                        '[ingest.keys] with lines such as main = "a-long-random-secret"')
+    built: dict[str, Any] = {}
+    for section, cls in _STAGES.items():
+        try:
+            built[section] = _build(cls, tables[section], section)
+        except ConfigError as exc:
+            problems += exc.problems
+    raise_problems(problems)
+    return Config(**built, log_level=log_level, state_dir=state_dir)
 
 
-# TOML value types accepted per annotation (bool is an int in Python: keep them apart).
+def _key_problems(names_to_keys: dict[str, Any]) -> list[str]:
+    """[ingest.keys] maps names to secrets; the config maps secrets to names, so a secret
+    given twice would silently keep one of the streams: refused, naming the streams only."""
+    problems = []
+    streams: dict[str, list[str]] = {}
+    for name, secret in names_to_keys.items():
+        if not _is_secret(secret):
+            problems.append(f"ingest.keys.{name} must be the stream's secret key in quotes")
+        else:
+            streams.setdefault(str(secret), []).append(name)
+    for names in streams.values():
+        if len(names) > 1:
+            problems.append(f"ingest.keys: streams {' and '.join(map(repr, names))} have the "
+                            "same secret key; each stream needs a key of its own")
+    return problems
+
+
+def _is_secret(value: Any) -> bool:
+    """A key as TOML gives it: a string, or digits written without quotes (taken as text)."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def merge_keys(configured: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """The config file's keys with the command line's `--key` ones (both secret -> name).
+    A secret the file gives one stream and `--key` another is refused, never silently
+    overridden."""
+    clashes = [f"--key gives stream {name!r} the secret key of stream {configured[secret]!r} "
+               "from the config file; each stream needs a key of its own"
+               for secret, name in given.items()
+               if configured.get(secret, name) != name]
+    raise_problems(clashes)
+    return {**configured, **given}
+
+
+# TOML value types accepted per annotation (bool is an int in Python: keep them apart), and
+# what to call them in a message to someone who edits a TOML file, not Python.
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
@@ -89,24 +143,72 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "dict[str, str]": (dict,),
     "tuple[str, ...]": (list,),
 }
+_WORDS: dict[str, str] = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text in quotes",
+    "bool": "true or false",
+    "str | None": "text in quotes",
+    "dict[str, str]": "a table",
+    "tuple[str, ...]": 'a list of strings such as ["a", "b"]',
+}
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
-    types = {f.name: f.type for f in fields(cls)}
-    unknown = set(values) - set(types)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}")
+    """One stage's config from its TOML table; every problem in it in one ConfigError."""
+    types = {f.name: str(f.type) for f in fields(cls)}
+    expected: dict[str, str] = getattr(cls, "EXPECTED", {})
+    problems = [f"{section}.{name} is not a setting of [{section}]"
+                + _did_you_mean(name, types, f"{section}.")
+                for name in sorted(set(values) - set(types))]
+    # Wrongly typed values are reported here and left out, so that the stage's own checks
+    # of the other values still run (and never meet a type they cannot compare).
+    typed = {}
+    mistyped = []
     for name, value in values.items():
-        accepted = _TYPES.get(str(types[name]), (object,))
+        if name not in types:
+            continue
+        accepted = _TYPES.get(types[name], (object,))
         if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
-            raise ConfigError(
-                f"{section}.{name} must be {str(types[name]).replace(' | None', '')}, "
-                f"got {value!r}"
-            )
+            what = expected.get(name) or _WORDS.get(types[name], types[name])
+            problems.append(f"{section}.{name} must be {what}, got {shown(value)}")
+            mistyped.append(rf"\b{re.escape(f'{section}.{name}')}\b")
+        else:
+            typed[name] = value
+    built = None
     try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[{section}]: {exc}") from exc
+        built = cls(**typed)
+    except ConfigError as exc:
+        # A check that involves a mistyped setting ran on its default, not on what the file
+        # says: reported once fixed, if still wrong, rather than twice now.
+        problems += (problem for problem in exc.problems
+                     if not any(re.search(pattern, problem) for pattern in mistyped))
+    raise_problems(problems)
+    return built
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+# The command-line options that set a stage's settings (golive/cli.py), to name them in a
+# problem they caused. tests/test_config.py checks that each one exists.
+CLI_OPTIONS: dict[str, str] = {
+    "ingest.port": "--rtmp-port", "ingest.host": "--host", "ingest.keys": "--key",
+    "ingest.open": "--open", "ingest.webhook_url": "--webhook",
+    "ingest.rtmps_port": "--rtmps-port", "ingest.tls_cert": "--tls-cert",
+    "ingest.tls_key": "--tls-key", "http.port": "--http-port", "http.host": "--host",
+    "admin.port": "--admin-port", "admin.host": "--admin-host", "admin.token": "--admin-token",
+    "admin.listen": "--no-admin-listener",
+    "hls.segment_target": "--segment-target", "hls.part_target": "--part-target",
+    "hls.low_latency": "--no-low-latency", "hls.store_dir": "--store-dir",
+    "hls.record_dir": "--record-dir", "hls.mpegts": "--mpegts",
+    "hls.grace_period": "--grace-period", "transcode.enabled": "--no-transcode",
+    "transcode.ladder": "--ladder", "transcode.passthrough": "--no-passthrough",
+    "transcode.long_gop": "--long-gop", "transcode.workers": "--transcode-workers",
+    "transcode.codec": "--encoder", "transcode.preset": "--x264-preset",
+}
 
 
 def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, Any],
@@ -114,14 +216,26 @@ def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, An
                    transcode: dict[str, Any] | None = None,
                    state_dir: str | None = None,
                    admin: dict[str, Any] | None = None) -> Config:
-    """Apply command-line values (None means 'not given') over a loaded config."""
-    ingest = {k: v for k, v in ingest.items() if v is not None}
-    http = {k: v for k, v in http.items() if v is not None}
-    hls = {k: v for k, v in (hls or {}).items() if v is not None}
-    transcode = {k: v for k, v in (transcode or {}).items() if v is not None}
-    admin = {k: v for k, v in (admin or {}).items() if v is not None}
-    return replace(config, ingest=replace(config.ingest, **ingest),
-                   http=replace(config.http, **http), admin=replace(config.admin, **admin),
-                   hls=replace(config.hls, **hls),
-                   transcode=replace(config.transcode, **transcode),
+    """Apply command-line values (None means 'not given') over a loaded config. Every
+    problem is reported at once, each naming the option that caused it."""
+    given = {"ingest": ingest, "http": http, "admin": admin or {}, "hls": hls or {},
+             "transcode": transcode or {}}
+    problems: list[str] = []
+    stages: dict[str, Any] = {}
+    for section, values in given.items():
+        current = getattr(config, section)
+        values = {k: v for k, v in values.items() if v is not None}
+        try:
+            stages[section] = replace(current, **values)
+        except ConfigError as exc:
+            changed = [f"{section}.{k}" for k, v in values.items() if v != getattr(current, k)]
+            problems += (_naming_options(problem, changed) for problem in exc.problems)
+    raise_problems(problems)
+    return replace(config, **stages,
                    state_dir=state_dir if state_dir is not None else config.state_dir)
+
+
+def _naming_options(problem: str, changed: list[str]) -> str:
+    options = [CLI_OPTIONS[setting] for setting in changed if setting in CLI_OPTIONS
+               and re.search(rf"\b{re.escape(setting)}\b", problem)]
+    return f"{problem} (set by {', '.join(options)})" if options else problem

@@ -467,7 +467,7 @@ class ServerConnection:
             self._send_command(0, "_error", txn, None, {
                 "level": "error", "code": "NetConnection.Connect.Rejected",
                 "description": f"unknown application {app[:64]!r}"})
-            self._events.append(ConnectRejected(app))
+            self._events.append(ConnectRejected(app, tc_url))
             return
         self._send(CSID_CONTROL, MessageType.WINDOW_ACK_SIZE, 0, u32(self.config.window_ack_size))
         self._send(CSID_CONTROL, MessageType.SET_PEER_BANDWIDTH, 0,

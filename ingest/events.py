@@ -25,9 +25,13 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class ConnectRejected:
-    """connect named an application we do not serve; the core asks to close."""
+    """connect named an application we do not serve; the core asks to close.
 
-    app: str
+    `app` and `tc_url` may hold a stream key pasted into the server URL: never log them.
+    """
+
+    app: str = field(repr=False)
+    tc_url: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,12 @@ class KeyTable:
         self._refresh()
         return frozenset(self._keys.values())
 
+    def is_key(self, text: str) -> bool:
+        """Whether `text` is one of the configured or kept keys (to keep it out of a log)."""
+        self._refresh()
+        encoded = text.encode("utf-8", "surrogatepass")
+        return any(hmac.compare_digest(secret.encode(), encoded) for secret in self._keys)
+
     def _refresh(self) -> None:
         if self._store is not None and self._store.changed():
             self._keys = {**self._store.secrets(), **self._configured}

@@ -13,15 +13,17 @@ import logging
 import math
 import ssl
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from golive.codecs import aac_rate_and_channels
 from golive.hub import Hub, LiveStream
 from golive.media import MediaUnit, Track, TrackKind
 
 from .chunk import ChunkLimits
-from .config import IngestConfig
+from .config import MIN_KEY_LENGTH, IngestConfig
 from .connection import ConnectionConfig, ServerConnection
 from .demux import probe_audio, probe_video, video_geometry
 from .errors import ProtocolError
@@ -51,6 +53,44 @@ LISTEN_BACKLOG = 1024
 _DROPS_LOGGED_PER_CONNECTION = 5
 
 
+def refused_connect_hint(app: str, tc_url: str, served: str,
+                         is_key: Callable[[str], bool]) -> str:
+    """What to change when a connect named an application other than `served`, in the words
+    of an encoder's settings (OBS: Server and Stream Key; FFmpeg: one URL). It never quotes
+    what may be a stream key: a key pasted into the server URL arrives in `app`."""
+    base = _server_url(tc_url, served)
+    first, _, rest = app.partition("/")
+    if first == served and rest:  # OBS given rtmp://host/live/KEY as its Server
+        return (f"the stream key was put in the server URL: use Server {base} and put the key "
+                "in Stream Key only")
+    ffmpeg = f"(FFmpeg: {base}/<stream key>)"
+    if not app:
+        return (f"the server URL has no application: use Server {base}, the key in Stream "
+                f"Key {ffmpeg}")
+    if is_key(first) or is_key(app):  # rtmp://host/KEY
+        return (f"the stream key was put where the application goes: use Server {base} and "
+                f"put the key in Stream Key {ffmpeg}")
+    # An application name is a short word; a longer one may be a key nobody configured (open
+    # mode, the webhook's, a wrong one), so it is not shown.
+    what = repr(first) if len(first) < MIN_KEY_LENGTH else "(not shown: it may be a stream key)"
+    return f"unknown application {what}: use Server {base}, the key in Stream Key {ffmpeg}"
+
+
+def _server_url(tc_url: str, served: str) -> str:
+    """The encoder's own scheme://host:port (from its tcUrl) with the application we serve;
+    the tcUrl's path and query, where a key may be, are left out."""
+    unknown = f"rtmp://<this server>/{served}"
+    try:
+        parts = urlsplit(tc_url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        return unknown
+    if parts.scheme not in ("rtmp", "rtmps") or not host:
+        return unknown
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/{served}"
+
+
 class IngestService:
     """Owns the RTMP listeners, the live connections and the publish policy."""
 
@@ -75,6 +115,9 @@ class IngestService:
         self.rtmps_port: int | None = None
 
     async def start(self) -> None:
+        for name in self.config.short_key_streams():  # the stream's name only: never its key
+            log.warning("stream %r has a stream key shorter than %d characters: easy to guess; "
+                        "use a long random one", name, MIN_KEY_LENGTH)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: RtmpProtocol(self), self.config.host,
                                           self.config.port, reuse_address=True,
@@ -281,10 +324,8 @@ class RtmpProtocol(asyncio.Protocol):
             self.service.metrics.handshakes.labels("digest" if event.digest else "simple").inc()
         elif isinstance(event, ConnectRejected):
             self.service.metrics.publish_refused.labels("unknown_app").inc()
-            # Only the first path segment: a key pasted into the server URL must not be logged.
-            log.warning("rtmp %s: refused connect to unknown application %r (the server URL "
-                        "must end in /%s; the key goes in the Stream Key field)", self.client,
-                        event.app.split("/", 1)[0][:64], self.service.config.app)
+            log.warning("rtmp %s: refused connect: %s", self.client, refused_connect_hint(
+                event.app, event.tc_url, self.service.config.app, self.service.keys.is_key))
             self._result = "refused"
         elif isinstance(event, PlayRequested):
             log.warning("rtmp %s: refused RTMP play (playback is HLS)", self.client)

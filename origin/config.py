@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import ClassVar
 
-from golive.errors import ConfigError
+from golive.errors import ConfigError, raise_problems, shown
 
 # Shorter bearer tokens are guessable by an attacker who can try them over the network.
 MIN_TOKEN_LENGTH = 16
@@ -28,17 +29,22 @@ class HttpConfig:
     # host and an LL-HLS player 2-4, so 128 lets 20-60 viewers share one NAT address.
     max_connections_per_address: int = 128
 
+    EXPECTED: ClassVar[dict[str, str]] = {"port": "a TCP port 0-65535"}
+
     def __post_init__(self) -> None:
+        problems = []
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"http.port must be a TCP port (0-65535), got {self.port}")
+            problems.append(f"http.port must be a TCP port 0-65535, got {shown(self.port)}")
         if self.header_timeout < 0:
-            raise ConfigError(f"http.header_timeout must be >= 0, got {self.header_timeout}")
+            problems.append("http.header_timeout must be 0 (off) or more seconds, got "
+                            f"{shown(self.header_timeout)}")
         if self.keepalive_timeout <= 0:
-            raise ConfigError(
-                f"http.keepalive_timeout must be > 0, got {self.keepalive_timeout}")
+            problems.append("http.keepalive_timeout must be more than 0 seconds, got "
+                            f"{shown(self.keepalive_timeout)}")
         if self.max_connections_per_address < 0:
-            raise ConfigError("http.max_connections_per_address must be >= 0, got "
-                              f"{self.max_connections_per_address}")
+            problems.append("http.max_connections_per_address must be 0 (no limit) or more, "
+                            f"got {shown(self.max_connections_per_address)}")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -61,14 +67,18 @@ class AdminConfig:
     listen: bool = True
     token: str | None = None
 
+    EXPECTED: ClassVar[dict[str, str]] = {"port": "a TCP port 0-65535"}
+
     def __post_init__(self) -> None:
+        problems = []
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"admin.port must be a TCP port (0-65535), got {self.port}")
+            problems.append(f"admin.port must be a TCP port 0-65535, got {shown(self.port)}")
         if self.token is not None and (len(self.token) < MIN_TOKEN_LENGTH
                                        or not self.token.isprintable() or " " in self.token):
             # The token itself is never echoed: error messages end up in logs.
-            raise ConfigError(f"admin.token must be at least {MIN_TOKEN_LENGTH} printable "
-                              "characters without spaces (e.g. `openssl rand -hex 24`)")
+            problems.append(f"admin.token must be at least {MIN_TOKEN_LENGTH} printable "
+                            "characters without spaces (e.g. `openssl rand -hex 24`)")
+        raise_problems(problems)
 
     def check_exposure(self) -> None:
         """Refuse an admin listener that anyone could reach without a token. Checked by the
@@ -76,7 +86,7 @@ class AdminConfig:
         the token may come from the environment while the host comes from the TOML file."""
         if self.listen and self.token is None and not is_loopback(self.host):
             raise ConfigError(
-                f"admin.host {self.host!r} is not a loopback address: anyone who can reach it "
+                f"admin.host {shown(self.host)} is not a loopback address: anyone who can reach it "
                 "could list publishers' addresses, kick them and rotate keys. Set an admin "
                 "token (--admin-token, GOLIVE_ADMIN_TOKEN or [admin] token) or listen on "
                 "127.0.0.1")

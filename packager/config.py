@@ -5,9 +5,11 @@ from TOML or the command line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
-from golive.errors import ConfigError
+from golive.errors import raise_problems
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,27 @@ class HlsConfig:
     mpegts: bool = False  # also package H.264/AAC as classic MPEG-TS (ts/index.m3u8)
     player_dir: str | None = None  # where hls.js is; None: the project's node_modules
 
+    # Plain words for the settings whose type alone does not say what is expected.
+    EXPECTED: ClassVar[dict[str, str]] = {
+        "segment_target": "a number of seconds 1-30", "part_target": "a number of seconds 0.1-2",
+        "window_segments": "a whole number, at least 1",
+        "grace_period": "a number of seconds, 0 or more", "store_dir": "a directory in quotes",
+        "record_dir": "a directory in quotes", "player_dir": "a directory in quotes",
+    }
+
     def __post_init__(self) -> None:
-        if not 1.0 <= self.segment_target <= 30.0:
-            raise ConfigError(f"hls.segment_target must be 1-30 seconds, got {self.segment_target}")
-        if not 0.1 <= self.part_target <= 2.0 or self.part_target > self.segment_target / 2:
-            raise ConfigError(
-                "hls.part_target must be 0.1-2 seconds and at most half the segment target, "
-                f"got {self.part_target}")
+        raise_problems(self._problems())
+
+    def _problems(self) -> Iterator[str]:
+        segment_ok = 1.0 <= self.segment_target <= 30.0
+        if not segment_ok:
+            yield f"hls.segment_target must be 1-30 seconds, got {self.segment_target}"
+        # (Against an invalid segment target, reported above, the part target is not judged.)
+        if not 0.1 <= self.part_target <= 2.0 or (
+                segment_ok and self.part_target > self.segment_target / 2):
+            yield ("hls.part_target must be 0.1-2 seconds and at most half of "
+                   f"hls.segment_target ({self.segment_target}), got {self.part_target}")
         if self.window_segments < 1:
-            raise ConfigError("hls.window_segments must be at least 1")
+            yield f"hls.window_segments must be at least 1, got {self.window_segments}"
         if self.grace_period < 0:
-            raise ConfigError("hls.grace_period must not be negative")
+            yield f"hls.grace_period must be 0 or more seconds, got {self.grace_period}"

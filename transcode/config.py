@@ -5,9 +5,11 @@ the command line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
-from golive.errors import ConfigError
+from golive.errors import raise_problems, shown
 from golive.transcode.encoders import ENCODERS, PRESETS, PROFILES
 from golive.transcode.ladder import BUFSIZE_SECONDS, MAXRATE_FACTOR, LadderError, parse_rung
 
@@ -40,39 +42,61 @@ class TranscodeConfig:
     audio: str = "aac"
     audio_bitrate: int = 0  # b/s of that AAC; 0: 64 kb/s per channel (128 kb/s stereo)
 
+    # Plain words for the settings whose type alone does not say what is expected.
+    EXPECTED: ClassVar[dict[str, str]] = {
+        "ladder": 'a list of rungs such as ["480p@1200k", "240p@300k"]',
+        "long_gop": '"source" or "reencode"', "workers": "a whole number, 0 for one per core",
+        "codec": f"one of {', '.join(ENCODERS)}", "preset": f"one of {', '.join(PRESETS)}",
+        "bframes": "a whole number 0-16", "threads": "a whole number, 0 to let it decide",
+        "lookahead": "a whole number of frames 0-250", "maxrate": "a number 1-4",
+        "bufsize": "a number of seconds 0.1-10", "audio": '"aac" or "source"',
+        "audio_bitrate": "a whole number of b/s, 0 for automatic",
+    }
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "ladder", tuple(self.ladder))
+        raise_problems(self._problems())
+
+    def _problems(self) -> Iterator[str]:
         names = []
         for text in self.ladder:
             if not isinstance(text, str):
-                raise ConfigError(f"transcode.ladder: each rung is a string, got {text!r}")
+                yield (f'transcode.ladder: each rung is a string such as "480p@1200k", '
+                       f"got {shown(text)}")
+                continue
             try:
                 names.append(parse_rung(text).name)
             except LadderError as exc:
-                raise ConfigError(f"transcode.ladder: {exc}") from exc
+                yield f"transcode.ladder: {exc}"
         if len(set(names)) != len(names):  # a rendition is named by its short side
-            raise ConfigError(f"transcode.ladder: two rungs of the same size ({', '.join(names)})")
+            yield f"transcode.ladder: two rungs of the same size ({', '.join(names)})"
         if self.long_gop not in ("source", "reencode"):
-            raise ConfigError(f"transcode.long_gop must be source or reencode, "
-                              f"got {self.long_gop!r}")
+            yield f"transcode.long_gop must be source or reencode, got {shown(self.long_gop)}"
         if self.audio not in ("aac", "source"):
-            raise ConfigError(f"transcode.audio must be aac or source, got {self.audio!r}")
+            yield f"transcode.audio must be aac or source, got {shown(self.audio)}"
         if not (self.audio_bitrate == 0 or 16_000 <= self.audio_bitrate <= 512_000):
-            raise ConfigError("transcode.audio_bitrate must be 0 (automatic) or "
-                              "16000-512000 b/s")
+            yield (f"transcode.audio_bitrate must be 0 (automatic) or 16000-512000 b/s, "
+                   f"got {self.audio_bitrate}")
         if self.codec not in ENCODERS:
-            raise ConfigError(f"transcode.codec must be one of {', '.join(ENCODERS)}, "
-                              f"got {self.codec!r}")
+            yield (f"transcode.codec must be one of {', '.join(ENCODERS)}, "
+                   f"got {shown(self.codec)}")
         if self.preset not in PRESETS:
-            raise ConfigError(f"transcode.preset must be one of {', '.join(PRESETS)}, "
-                              f"got {self.preset!r}")
-        if self.profile and self.profile not in PROFILES[self.codec]:
-            raise ConfigError(f"transcode.profile of {self.codec} must be one of "
-                              f"{', '.join(PROFILES[self.codec])}, got {self.profile!r}")
-        if not (1.0 <= self.maxrate <= 4.0 and 0.1 <= self.bufsize <= 10.0):
-            raise ConfigError("transcode.maxrate must be 1-4 (times the bitrate), "
-                              "bufsize 0.1-10 (seconds of the bitrate)")
-        if self.workers < 0 or self.threads < 0 or not 0 <= self.bframes <= 16:
-            raise ConfigError("transcode.workers and threads must be >= 0, bframes 0-16")
+            yield (f"transcode.preset must be one of {', '.join(PRESETS)}, "
+                   f"got {shown(self.preset)}")
+        # (A profile is only checked against a known codec: an unknown one is reported above.)
+        if self.profile and self.codec in PROFILES and self.profile not in PROFILES[self.codec]:
+            yield (f"transcode.profile of {self.codec} must be one of "
+                   f"{', '.join(PROFILES[self.codec])}, got {shown(self.profile)}")
+        if not 1.0 <= self.maxrate <= 4.0:
+            yield f"transcode.maxrate must be 1-4 (times each rung's bitrate), got {self.maxrate}"
+        if not 0.1 <= self.bufsize <= 10.0:
+            yield (f"transcode.bufsize must be 0.1-10 (seconds of each rung's bitrate), "
+                   f"got {self.bufsize}")
+        if self.workers < 0:
+            yield f"transcode.workers must be 0 (one per CPU core) or more, got {self.workers}"
+        if self.threads < 0:
+            yield f"transcode.threads must be 0 (the encoder decides) or more, got {self.threads}"
+        if not 0 <= self.bframes <= 16:
+            yield f"transcode.bframes must be 0-16, got {self.bframes}"
         if not 0 <= self.lookahead <= 250:
-            raise ConfigError("transcode.lookahead must be 0-250 frames")
+            yield f"transcode.lookahead must be 0-250 frames, got {self.lookahead}"
