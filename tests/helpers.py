@@ -5,10 +5,13 @@ tests/ on sys.path, as for conftest.py); the fixtures stay in conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -122,3 +125,18 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server started in a child process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def golive_command() -> list[str]:
+    """The installed console script, as users run it; the module when it is missing."""
+    executable = Path(sys.executable).with_name("golive")
+    if executable.exists():
+        return [str(executable)]
+    return [sys.executable, "-c", "from golive.cli import main; main()"]

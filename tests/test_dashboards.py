@@ -25,7 +25,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import MakeServer, eventually
+from helpers import MakeServer, eventually, free_port
 from publishers import RawPublisher, encode_clip
 
 from golive.server import Server
@@ -161,12 +160,6 @@ def test_the_dashboard_is_a_grafana_model_with_a_query_on_every_panel() -> None:
 # --- 2. a real Prometheus scraping a live golive -----------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def prometheus(server: Server, tmp_path: Path) -> AsyncIterator[str]:
     """Our own Prometheus scraping `server` every second with the alert rules: its URL."""
@@ -178,7 +171,7 @@ async def prometheus(server: Server, tmp_path: Path) -> AsyncIterator[str]:
         "rule_files": [str(ALERTS)],
         "scrape_configs": [{"job_name": "golive", "metrics_path": path,
                             "static_configs": [{"targets": [target]}]}]}))
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",

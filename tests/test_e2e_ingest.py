@@ -20,7 +20,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from helpers import (
     StreamWatcher,
     collect,
     eventually,
+    free_port,
+    golive_command,
     http_get,
     scrape,
 )
@@ -643,23 +644,9 @@ def test_serve_help_mentions_every_option() -> None:
         assert option in result.output, option
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _golive_command() -> list[str]:
-    """The installed console script, as users run it; the module when it is missing."""
-    executable = Path(sys.executable).with_name("golive")
-    if executable.exists():
-        return [str(executable)]
-    return [sys.executable, "-c", "from golive.cli import main; main()"]
-
-
 async def test_golive_serve_process(tmp_path: Path) -> None:
-    command = _golive_command()
-    rtmp_port, http_port, admin_port = _free_port(), _free_port(), _free_port()
+    command = golive_command()
+    rtmp_port, http_port, admin_port = free_port(), free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         *command, "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
         "--http-port", str(http_port), "--admin-port", str(admin_port),
@@ -710,13 +697,13 @@ async def test_golive_serve_process(tmp_path: Path) -> None:
 
 
 async def test_golive_serve_reports_a_taken_port(tmp_path: Path) -> None:
-    command = _golive_command()
+    command = golive_command()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         process = await asyncio.create_subprocess_exec(
             *command, "serve", "--host", "127.0.0.1", "--rtmp-port",
-            str(taken.getsockname()[1]), "--http-port", str(_free_port()),
+            str(taken.getsockname()[1]), "--http-port", str(free_port()),
             "--state-dir", str(tmp_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:

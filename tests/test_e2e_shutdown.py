@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import http_get
+from helpers import free_port, golive_command, http_get
 from publishers import PyAvPublisher
 
 Process = asyncio.subprocess.Process
@@ -27,20 +27,6 @@ pytestmark = pytest.mark.e2e
 
 KEY = "k-" + secrets.token_hex(8)
 NAME = "cam"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _golive_command() -> list[str]:
-    """The installed console script, as users run it; the module when it is missing."""
-    executable = Path(sys.executable).with_name("golive")
-    if executable.exists():
-        return [str(executable)]
-    return [sys.executable, "-c", "from golive.cli import main; main()"]
 
 
 async def _streams(http_port: int) -> list[dict[str, Any]] | None:
@@ -74,12 +60,12 @@ def _group_alive(pgid: int) -> bool:
 async def test_a_signal_to_the_group_with_a_live_stream_stops_all_without_a_traceback(
         tmp_path: Path, stop: signal.Signals) -> None:
     """Ctrl-C in a terminal; SIGTERM to the whole group (systemd's default KillMode)."""
-    rtmp_port, http_port = _free_port(), _free_port()
+    rtmp_port, http_port = free_port(), free_port()
     # Its own session and process group, as a shell gives a foreground job: SIGINT to the
     # group is what a terminal's Ctrl-C does.
     server = await asyncio.create_subprocess_exec(
-        *_golive_command(), "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
-        "--http-port", str(http_port), "--admin-port", str(_free_port()),
+        *golive_command(), "serve", "--host", "127.0.0.1", "--rtmp-port", str(rtmp_port),
+        "--http-port", str(http_port), "--admin-port", str(free_port()),
         "--key", f"{NAME}={KEY}", "--ladder", "180p@150k",
         "--transcode-workers", "1", "--segment-target", "1",
         "--state-dir", str(tmp_path / "state"),  # not the user's
