@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -9,6 +10,7 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -89,21 +91,30 @@ def keys_group() -> None:
     next publish. Keys are secrets: they are shown only when made (add, rotate)."""
 
 
-def _store(state_dir: str | None) -> KeyStore:
+@contextlib.contextmanager
+def _kept_keys(state_dir: str | None) -> Iterator[KeyStore]:
+    """The key store, closed after; what it refuses is a usage error (exit 2)."""
+    directory = state_dir or default_state_dir()
     try:
-        return KeyStore(state_dir or default_state_dir())
+        store = KeyStore(directory)
     except (OSError, sqlite3.Error) as exc:
-        raise click.UsageError(f"cannot open the key store in {state_dir}: {exc}") from exc
+        raise click.UsageError(f"cannot open the key store in {directory}: {exc}") from exc
+    try:
+        yield store
+    except KeyStoreError as exc:
+        raise click.UsageError(str(exc)) from exc
+    finally:
+        store.close()
 
 
 @keys_group.command("list", short_help="The streams with a kept key (not the keys).")
 @STATE_DIR
 def keys_list(state_dir: str | None) -> None:
     """The stream names with a kept key, when each was made or last rotated."""
-    store = _store(state_dir)
-    kept = store.list()
-    if not kept:
-        click.echo(f"no stream keys are kept in {store.directory}")
+    with _kept_keys(state_dir) as store:
+        kept = store.list()
+        if not kept:
+            click.echo(f"no stream keys are kept in {store.directory}")
     for key in kept:
         when = key.rotated or key.created
         click.echo(f"{key.name}\t{'rotated' if key.rotated else 'made'} "
@@ -120,10 +131,8 @@ def _show(action: str, name: str, secret: str) -> None:
 @STATE_DIR
 def keys_add(name: str, state_dir: str | None) -> None:
     """Make a random key for stream NAME and print it (once)."""
-    try:
-        _show("Made", name, _store(state_dir).add(name))
-    except KeyStoreError as exc:
-        raise click.UsageError(str(exc)) from exc
+    with _kept_keys(state_dir) as store:
+        _show("Made", name, store.add(name))
 
 
 @keys_group.command("rotate", short_help="A new key for a stream; the old one stops.")
@@ -132,10 +141,8 @@ def keys_add(name: str, state_dir: str | None) -> None:
 def keys_rotate(name: str, state_dir: str | None) -> None:
     """Replace the key of stream NAME by a new random one and print it (once); a publisher
     using the old key is refused from its next connection."""
-    try:
-        _show("Rotated", name, _store(state_dir).rotate(name))
-    except KeyStoreError as exc:
-        raise click.UsageError(str(exc)) from exc
+    with _kept_keys(state_dir) as store:
+        _show("Rotated", name, store.rotate(name))
 
 
 @keys_group.command("remove", short_help="Forget a stream's key.")
@@ -143,10 +150,8 @@ def keys_rotate(name: str, state_dir: str | None) -> None:
 @STATE_DIR
 def keys_remove(name: str, state_dir: str | None) -> None:
     """Forget the key of stream NAME: nobody can publish it with that key any more."""
-    try:
-        _store(state_dir).remove(name)
-    except KeyStoreError as exc:
-        raise click.UsageError(str(exc)) from exc
+    with _kept_keys(state_dir) as store:
+        store.remove(name)
     click.echo(f"Removed the key of stream {name!r}.")
 
 

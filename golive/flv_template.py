@@ -39,17 +39,21 @@ def _flv_tag(tag_type: int, body: bytes) -> bytes:
     return header + body + struct.pack(">I", 11 + len(body))  # PreviousTagSize after it
 
 
+# Per kind: the FLV tag type, the classic codec and its header (AVC keyframe
+# AVCPacketType 0; AAC 44 kHz stereo AACPacketType 0), the Enhanced RTMP FourCCs.
+_KINDS = {
+    TrackKind.VIDEO: (9, "h264", b"\x17\x00\x00\x00\x00", VIDEO_FOURCC),
+    TrackKind.AUDIO: (8, "aac", b"\xaf\x00", AUDIO_FOURCC),
+}
+
+
 def _sequence_header(track: Track) -> bytes:
-    if track.kind is TrackKind.VIDEO:
-        if track.codec == "h264":
-            return _flv_tag(9, b"\x17\x00\x00\x00\x00" + track.extradata)
-        fourcc = VIDEO_FOURCC.get(track.codec)
-        if fourcc is None:
-            raise UnsupportedCodec(f"video codec {track.codec} has no FLV sequence header")
-        return _flv_tag(9, b"\x90" + fourcc + track.extradata)  # keyframe, SequenceStart
-    if track.codec == "aac":
-        return _flv_tag(8, b"\xaf\x00" + track.extradata)
-    fourcc = AUDIO_FOURCC.get(track.codec)
+    tag_type, classic, classic_header, fourccs = _KINDS[track.kind]
+    if track.codec == classic:
+        return _flv_tag(tag_type, classic_header + track.extradata)
+    fourcc = fourccs.get(track.codec)
     if fourcc is None:
-        raise UnsupportedCodec(f"audio codec {track.codec} has no FLV sequence header")
-    return _flv_tag(8, b"\x90" + fourcc + track.extradata)  # ExHeader, SequenceStart
+        raise UnsupportedCodec(
+            f"{track.kind.value} codec {track.codec} has no FLV sequence header")
+    # Video: keyframe + SequenceStart; audio: ExHeader + SequenceStart. Both are 0x90.
+    return _flv_tag(tag_type, b"\x90" + fourcc + track.extradata)

@@ -41,9 +41,17 @@ class KeyTable:
 
     def is_key(self, text: str) -> bool:
         """Whether `text` is one of the configured or kept keys (to keep it out of a log)."""
+        return self._known(text) is not None
+
+    def _known(self, key: str) -> str | None:
+        """The stream a configured or kept `key` is for."""
         self._refresh()
-        encoded = text.encode("utf-8", "surrogatepass")
-        return any(hmac.compare_digest(secret.encode(), encoded) for secret in self._keys)
+        encoded = key.encode("utf-8", "surrogatepass")
+        for secret, name in self._keys.items():
+            # Constant-time per candidate: the comparison must not leak how much matched.
+            if hmac.compare_digest(secret.encode(), encoded):
+                return name
+        return None
 
     def _refresh(self) -> None:
         if self._store is not None and self._store.changed():
@@ -59,10 +67,7 @@ class KeyTable:
         """
         if chosen:
             return chosen if is_valid_stream_name(chosen) else None
-        self._refresh()
-        encoded = key.encode("utf-8", "surrogatepass")
-        for secret, name in self._keys.items():
-            # Constant-time per candidate: the comparison must not leak how much matched.
-            if hmac.compare_digest(secret.encode(), encoded):
-                return name
+        known = self._known(key)
+        if known is not None:
+            return known
         return open_mode_name(key) if self.open_mode or authorized else None
