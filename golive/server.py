@@ -111,11 +111,15 @@ class Server:
             if self._admin_runner.addresses:
                 self.admin_port = self._admin_runner.addresses[0][1]
 
-    async def close(self) -> None:
-        # First: a worker ended by the same signal as the server must not be restarted while
-        # the streams end.
+    def stopping(self) -> None:
+        """The server is told to stop. Called from the signal handler itself: a worker ended
+        by the same signal (SIGTERM to the process group) may be noticed dead before the
+        main task gets to `close`, and must not be restarted then."""
         if self.transcoder is not None:
             self.transcoder.shutting_down()
+
+    async def close(self) -> None:
+        self.stopping()
         await self.ingest.close()
         await self.packager.close()
         if self.transcoder is not None:
@@ -144,8 +148,13 @@ async def serve_forever(config: Config, on_started: Callable[[Server], None]) ->
     on_started(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        server.stopping()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
     try:
         await stop.wait()
     finally:
