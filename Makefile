@@ -35,7 +35,7 @@ test: $(STAMP)
 ## by package-dir), so it reads a copy of the sources laid out by import name.
 LAYERS_DIR = build/import-layers
 layers: $(STAMP)
-	@rm -rf $(LAYERS_DIR) && mkdir -p $(LAYERS_DIR)/golive && cp golive/*.py $(LAYERS_DIR)/golive/
+	@rm -rf $(LAYERS_DIR) && mkdir -p $(LAYERS_DIR)/golive/chat && cp golive/*.py $(LAYERS_DIR)/golive/ && cp golive/chat/*.py $(LAYERS_DIR)/golive/chat/
 	@for stage in ingest transcode packager origin; do \
 	  mkdir -p $(LAYERS_DIR)/golive/$$stage && cp $$stage/*.py $(LAYERS_DIR)/golive/$$stage/; done
 	cd $(LAYERS_DIR) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
