@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from golive.chat.config import ChatConfig
 from golive.errors import ConfigError, raise_problems, shown
 from golive.ingest.config import IngestConfig
 from golive.origin.config import AdminConfig, HttpConfig
@@ -25,8 +26,8 @@ from golive.transcode.config import TranscodeConfig
 
 # The stage configs are re-exported: `Config`'s fields have their types, and code written
 # before each stage owned its config still imports them from here.
-__all__ = ["AdminConfig", "Config", "ConfigError", "HlsConfig", "HttpConfig", "IngestConfig",
-           "TranscodeConfig", "load_config", "merge_keys", "with_overrides"]
+__all__ = ["AdminConfig", "ChatConfig", "Config", "ConfigError", "HlsConfig", "HttpConfig",
+           "IngestConfig", "TranscodeConfig", "load_config", "merge_keys", "with_overrides"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
     transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     log_level: str = "INFO"
     # Where golive keeps what must survive a restart (generated stream keys). None: nothing
     # is kept; the CLI gives a per-user default (see cli.default_state_dir).
@@ -43,13 +45,13 @@ class Config:
 
 
 _STAGES: dict[str, type] = {"ingest": IngestConfig, "http": HttpConfig, "admin": AdminConfig,
-                            "hls": HlsConfig, "transcode": TranscodeConfig}
+                            "hls": HlsConfig, "transcode": TranscodeConfig, "chat": ChatConfig}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a TOML file with optional [ingest], [http], [admin], [hls], [transcode] tables and
-    [ingest.keys] (name = "secret" pairs, the same direction as `--key NAME=SECRET`).
+    """Read a TOML file with optional [ingest], [http], [admin], [hls], [transcode] and [chat]
+    tables and [ingest.keys] (name = "secret" pairs, the same direction as `--key NAME=SECRET`).
 
     Every mistake in the file is reported at once, in one ConfigError.
     """
