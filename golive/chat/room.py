@@ -615,7 +615,7 @@ class Room:
 
     def _name(self, raw: str, role: Role) -> str:
         if role is not Role.VIEWER:  # staff may use their own names, reserved or not
-            return display_name(raw)
+            return display_name(raw, staff=True)
         reserved = [self.stream, *self.config.moderators,
                     *(m.user.name for m in self.members.values() if m.staff and m.user)]
         return display_name(raw, reserved)

@@ -28,9 +28,10 @@ def fold(name: str) -> str:
                    and c not in _NAME_PUNCTUATION)
 
 
-def display_name(raw: str, reserved: Iterable[str] = ()) -> str:
+def display_name(raw: str, reserved: Iterable[str] = (), *, staff: bool = False) -> str:
     """The name as shown (NFKC), or ValueError saying what is wrong: `bad_name` or
-    `name_reserved` as its first argument, the sentence as its second."""
+    `name_reserved` as its first argument, the sentence as its second. The staff may take
+    reserved names (a creator called "Host")."""
     name = unicodedata.normalize("NFKC", raw).strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError("bad_name", f"a name has 1-{MAX_NAME_LENGTH} characters")
@@ -39,7 +40,7 @@ def display_name(raw: str, reserved: Iterable[str] = ()) -> str:
     folded = fold(name)
     if not folded:
         raise ValueError("bad_name", "a name needs a letter or digit")
-    if folded in RESERVED_NAMES or folded in {fold(r) for r in reserved}:
+    if not staff and (folded in RESERVED_NAMES or folded in {fold(r) for r in reserved}):
         raise ValueError("name_reserved", f"{name!r} is reserved; choose another name")
     return name
 
