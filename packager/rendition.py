@@ -139,11 +139,14 @@ class Rendition:
         self._changed_now()
 
     def add_segment(self, sequence: int, data: bytes, duration_ms: int, independent: bool,
-                    now: float | None = None) -> None:
-        """A whole segment at once, with no parts (MPEG-TS); numbered like its fMP4 twin."""
+                    now: float | None = None, program_date_time: float | None = None) -> None:
+        """A whole segment at once, with no parts (MPEG-TS); numbered like its fMP4 twin, and
+        dated like it when `program_date_time` says its date (else on this one's clock)."""
         now = time.time() if now is None else now
+        if program_date_time is None:
+            program_date_time = self._next_date(duration_ms, now)
         segment = SegmentRecord(
-            sequence=sequence, program_date_time=self._next_date(duration_ms, now),
+            sequence=sequence, program_date_time=program_date_time,
             init_uri=self.init_uri, discontinuity=self._pending_discontinuity,
             independent=independent, duration_ms=duration_ms, size=len(data), complete=True,
             extension=self.extension)
