@@ -24,6 +24,7 @@ from golive.packager.playlist import (
     date_range_in_window,
     render_media_playlist,
 )
+from golive.packager.recording import Recorder, seal_recording
 from golive.packager.rendition import Rendition
 from golive.packager.renditions import MAX_DATE_RANGES, RenditionSet
 from golive.packager.store import MemoryStore
@@ -405,3 +406,36 @@ def test_at_most_max_date_ranges_are_listed() -> None:
     version = source.version
     assert not renditions.add_date_range(DateRange("golive-g-x", "io.golive.gift", T0, 1.0))
     assert source.version == version and len(renditions.date_ranges) == MAX_DATE_RANGES
+
+
+# -- recordings ----------------------------------------------------------------------------------
+
+def test_a_recording_keeps_every_date_range_of_its_span() -> None:
+    """Listed from the next playlist written (per segment, never per event), all of them in
+    the VOD playlist, also those a live window would have dropped long ago; and a crashed
+    recording's sealed playlist keeps them as they were."""
+    store = MemoryStore()
+    recorder = Recorder(store, "show/20250101T120000Z/", target_duration=2)
+    recorder.set_init(1, b"init")
+    recorder.add_segment(0, b"seg", 2000, True, False, T0)
+    first = DateRange("golive-k-7", "io.golive.marker", T0 + 1.0, None)
+    recorder.add_date_range(first)
+    assert "golive-k-7" not in (store.get(recorder.playlist_key) or b"").decode()
+    for n in range(1, 20):
+        recorder.add_segment(n, b"seg", 2000, True, False, T0 + 2 * n)
+    gift = replace(GIFT, start_date=T0 + 38.5)  # in the last segment
+    recorder.add_date_range(gift)
+    growing = (store.get(recorder.playlist_key) or b"").decode()
+    assert listed_ids(growing) == ["golive-k-7"]
+    # (The checker reads an EVENT playlist without ENDLIST as a live one, which it is not.)
+    assert [m for m in media_violations(growing) if "DATERANGE" in m] == []
+    recorder.add_segment(20, b"seg", 2000, True, False, T0 + 40)
+    assert seal_recording(store, recorder.prefix)
+    sealed = (store.get(recorder.playlist_key) or b"").decode()
+    assert listed_ids(sealed) == ["golive-k-7", "golive-g-1"]
+    check_media_playlist(sealed)
+    # The final playlist of one that ends normally says the same.
+    recorder.end()
+    assert (store.get(recorder.playlist_key) or b"").decode() == sealed
+    recorder.add_date_range(replace(gift, id="golive-g-8"))  # too late: a VOD never changes
+    assert len(recorder.date_ranges) == 2
