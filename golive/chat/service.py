@@ -306,8 +306,11 @@ class ChatService:
             return
         if outbox.put(text, objects, since):
             self.metrics.sent.labels(run.room.stream).inc(objects)
-            return
-        # It cannot keep up: dropped, so that it never holds the room back.
+        else:
+            self._drop_slow(run, outbox)
+
+    def _drop_slow(self, run: _RoomRun, outbox: Outbox) -> None:
+        """It cannot keep up: dropped, so that it never holds the room back."""
         self.metrics.dropped.labels(run.room.stream).inc()
         log.info("chat %s: dropped a client (%s) that could not keep up with its send "
                  "queue", run.room.stream, outbox.address)
@@ -334,8 +337,13 @@ class ChatService:
             return
         pending, run.pending = run.pending, []
         text = pending[0] if len(pending) == 1 else "[" + ",".join(pending) + "]"
-        for outbox in list(run.outboxes.values()):
-            self._put(run, outbox, text, len(pending), run.pending_since)
+        objects, since = len(pending), run.pending_since
+        slow = [outbox for outbox in run.outboxes.values()
+                if not outbox.put(text, objects, since)]
+        # (Counted once per flush, not per client: this loop runs for every chatter.)
+        self.metrics.sent.labels(run.room.stream).inc(objects * (len(run.outboxes) - len(slow)))
+        for outbox in slow:
+            self._drop_slow(run, outbox)
 
     # -- the one task -----------------------------------------------------------------------
 
