@@ -1,0 +1,187 @@
+// The chat pages in headless Chromium (the system's, driven by playwright-core), as people
+// use them: a viewer on the watch page, the creator in the studio, OBS's overlay. Prints what
+// happened as one JSON document on stdout; tests/test_chat_browser.py judges it.
+//
+//   node tests/browser/chat.mjs --chromium /usr/bin/chromium --base http://127.0.0.1:PORT
+//        --stream cam --key KEY [--screenshots DIR]
+//
+// The key is read from the environment variable GOLIVE_STUDIO_KEY when --key is not given
+// (the test passes it that way, so it is in no process list).
+//
+// Each person has a browser context of their own (own cookies, own localStorage). A step
+// that does not happen in time fails the run: the JSON then names the step, and the pages'
+// console is in it.
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const at = args.indexOf(name);
+  return at < 0 ? fallback : args[at + 1];
+};
+const executablePath = option("--chromium", "/usr/bin/chromium");
+const base = option("--base", "http://127.0.0.1:8080");
+const stream = option("--stream", "cam");
+const key = option("--key", process.env.GOLIVE_STUDIO_KEY || "");
+const screenshots = option("--screenshots", "");
+const PAYLOAD = "<img src=x onerror=alert(1)>";
+const WAIT = 15000;
+
+const flags = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--autoplay-policy=no-user-gesture-required",
+];
+const browser = await chromium.launch({ executablePath, headless: true, args: flags });
+const result = { steps: [], console: [], dialogs: [], ok: false };
+let step = "start";
+const pages = {};
+
+const open = async (who, path, viewport = { width: 1280, height: 800 }) => {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error" || message.type() === "warning") {
+      result.console.push(`${who} ${message.type()}: ${message.text()}`);
+    }
+  });
+  page.on("pageerror", (error) => result.console.push(`${who} pageerror: ${error.message}`));
+  // An alert would mean a chat message ran as HTML: record it (and dismiss it).
+  page.on("dialog", async (dialog) => {
+    result.dialogs.push(`${who}: ${dialog.type()} ${dialog.message()}`);
+    await dialog.dismiss();
+  });
+  await page.goto(base + path, { waitUntil: "load", timeout: WAIT });
+  pages[who] = page;
+  return page;
+};
+const done = (name, detail = {}) => result.steps.push({ step: name, ...detail });
+const shoot = async (page, name, options = {}) => {
+  if (screenshots) await page.screenshot({ path: join(screenshots, `${name}.png`), ...options });
+};
+// The texts of a page's chat messages, as the page shows them.
+const texts = (page) => page.$$eval("#messages li .text", (nodes) => nodes.map((n) => n.textContent));
+
+try {
+  step = "the creator signs in through the studio's form";
+  const studio = await open("creator", `/studio/${stream}`, { width: 1400, height: 900 });
+  await studio.fill("input[name=key]", key);
+  await Promise.all([studio.waitForURL(`**/studio/${stream}`), studio.click("form.signin button")]);
+  result.studioUrl = studio.url();
+  await studio.waitForFunction(() => window.golive && window.golive.studio
+    && window.golive.studio.connected && window.golive.studio.role === "creator",
+  null, { timeout: WAIT });
+  done(step);
+
+  step = "the overlay joins to watch";
+  const overlay = await open("overlay", `/overlay/${stream}`, { width: 1280, height: 720 });
+  await overlay.waitForFunction(() => window.golive.overlay.connected, null, { timeout: WAIT });
+  done(step);
+
+  step = "the viewer joins with a name";
+  const viewer = await open("viewer", `/watch/${stream}`);
+  await viewer.waitForSelector("#join-form:not([hidden])", { timeout: WAIT });
+  await viewer.fill("#join-form input[name=name]", "Ada");
+  await viewer.click("#join-form button");
+  await viewer.waitForFunction(() => window.golive.chat.user
+    && window.golive.chat.user.name === "Ada", null, { timeout: WAIT });
+  result.remembered = await viewer.evaluate(() => localStorage.getItem("golive.chat.name"));
+  done(step);
+
+  step = "the viewer writes, HTML included";
+  for (const text of ["Hello from Ada!", PAYLOAD]) {
+    await viewer.fill("#send-form input[name=text]", text);
+    await viewer.press("#send-form input[name=text]", "Enter");
+  }
+  await viewer.waitForFunction((payload) => [...document.querySelectorAll("#messages .text")]
+    .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
+  result.viewerTexts = await texts(viewer);
+  result.viewerImages = await viewer.$$eval("#messages img", (nodes) => nodes.length);
+  done(step);
+
+  step = "the creator sees the messages, shown as text";
+  await studio.waitForFunction((payload) => [...document.querySelectorAll("#messages .text")]
+    .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
+  result.studioTexts = await texts(studio);
+  result.studioImages = await studio.$$eval("#messages img", (nodes) => nodes.length);
+  await overlay.waitForFunction((payload) => [...document.querySelectorAll("#messages .text")]
+    .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
+  result.overlayTexts = await texts(overlay);
+  done(step);
+
+  step = "the viewer reacts";
+  for (let i = 0; i < 5; i += 1) await viewer.click("#reactions button[data-kind=heart]");
+  await viewer.waitForFunction(() => {
+    const count = document.querySelector("#reactions button[data-kind=heart] .count");
+    return count && Number(count.textContent) >= 5;
+  }, null, { timeout: WAIT });
+  result.hearts = await viewer.textContent("#reactions button[data-kind=heart] .count");
+  done(step);
+
+  step = "the viewer asks and the creator answers";
+  await viewer.check("#send-form input[name=mode][value=ask]");
+  await viewer.fill("#send-form input[name=text]", "Which camera is that?");
+  await viewer.press("#send-form input[name=text]", "Enter");
+  const question = studio.locator("#questions li", { hasText: "Which camera is that?" });
+  await question.waitFor({ timeout: WAIT });
+  await question.locator("button[data-action=answer]").click();
+  await viewer.waitForSelector("#answering:not([hidden])", { timeout: WAIT });
+  await overlay.waitForSelector("#answering:not([hidden])", { timeout: WAIT });
+  result.answering = await viewer.textContent("#answering .text");
+  done(step);
+
+  step = "the viewer sends a gift and the overlay shows it";
+  await viewer.waitForSelector("#gift-button:not([hidden])", { timeout: WAIT });
+  await viewer.click("#gift-button");
+  await viewer.fill("#gift-count", "3");
+  await shoot(viewer, "watch-gifts");
+  await viewer.click("#gift-list button[data-gift=rose]");
+  await overlay.waitForSelector(".alert", { timeout: WAIT });
+  result.alert = await overlay.textContent(".alert .alert-text");
+  await shoot(overlay, "overlay", { omitBackground: true });
+  await studio.waitForFunction(() => document.querySelectorAll("#gifts-received li").length > 0,
+    null, { timeout: WAIT });
+  result.supporters = await studio.textContent("#supporters");
+  done(step);
+
+  step = "the creator adds a marker";
+  await studio.fill("#marker-form input[name=label]", "Unboxing starts");
+  await studio.press("#marker-form input[name=label]", "Enter");
+  await studio.waitForSelector("#markers li", { timeout: WAIT });
+  done(step);
+
+  await shoot(viewer, "watch");
+  await studio.waitForFunction(() => window.golive.studio.health
+    && window.golive.studio.health.state === "live", null, { timeout: WAIT });
+  await shoot(studio, "studio");
+
+  step = "the creator deletes the message and the viewer sees it go";
+  const item = studio.locator("#messages li.message", { hasText: PAYLOAD });
+  await item.locator("button[data-action=delete]").click();
+  await viewer.waitForFunction((payload) => ![...document.querySelectorAll("#messages .text")]
+    .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
+  await overlay.waitForFunction((payload) => ![...document.querySelectorAll("#messages .text")]
+    .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
+  result.viewerTextsAfter = await texts(viewer);
+  result.studioTextsAfter = await texts(studio);
+  done(step);
+
+  step = "a narrow screen puts the chat below the video";
+  await viewer.setViewportSize({ width: 420, height: 900 });
+  const [video, chat] = await Promise.all(["#video", "#chat"].map(
+    (selector) => viewer.locator(selector).boundingBox()));
+  result.narrow = { videoBottom: video.y + video.height, chatTop: chat.y };
+  await shoot(viewer, "watch-narrow", { fullPage: true });
+  done(step);
+
+  result.ok = true;
+} catch (error) {
+  result.failed = step;
+  result.error = String(error && error.message ? error.message : error).slice(0, 2000);
+  for (const [who, page] of Object.entries(pages)) {
+    try { await shoot(page, `failed-${who}`); } catch { /* the page is gone */ }
+  }
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(result) + "\n");

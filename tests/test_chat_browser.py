@@ -1,0 +1,148 @@
+"""The chat pages in a real browser: a viewer, the creator and OBS's overlay, each in their
+own Chromium context, on a real golive server with a live stream.
+
+`tests/browser/chat.mjs` (Node, playwright-core driving the system's Chromium) plays the
+people: the creator signs in to the studio through its form with the real key; the viewer
+joins the watch page's chat as "Ada", writes a greeting and `<img src=x onerror=alert(1)>`
+(which every page must show as those characters, running nothing), reacts, asks a question
+the creator answers, and sends 3 roses, charged by the operator's billing service (here a
+small aiohttp app on a loopback port, the server's gift webhook) and shown as an alert on the
+overlay; the creator deletes the HTML message and it disappears for the viewer.
+
+Needs Node, `make player` (playwright-core) and `make browser-deps` (Chromium); without them
+the test skips and says which is missing. GOLIVE_SCREENSHOTS=DIR keeps the pages' looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from publishers import PyAvPublisher
+
+from golive.chat.config import ChatConfig
+from golive.config import Config
+from golive.ingest.config import IngestConfig
+from golive.origin.config import AdminConfig, HttpConfig
+from golive.server import Server
+from golive.transcode.config import TranscodeConfig
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "tests" / "browser" / "chat.mjs"
+CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
+KEY = "k-" + secrets.token_hex(12)
+NAME = "cam"
+PAYLOAD = "<img src=x onerror=alert(1)>"
+
+
+def _missing() -> list[str]:
+    """What the browser test needs (as test_browser.py: Node, playwright-core, Chromium)."""
+    missing = []
+    if shutil.which("node") is None:
+        missing.append("node (Node.js)")
+    if not (ROOT / "node_modules" / "playwright-core" / "package.json").is_file():
+        missing.append("node_modules/playwright-core (`make player`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (`make browser-deps`)")
+    return missing
+
+
+@pytest.fixture
+async def billing() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """The operator's billing service: charges every gift (200) and keeps what it was
+    asked, on a loopback port of its own."""
+    charges: list[dict[str, Any]] = []
+
+    async def charge(request: web.Request) -> web.Response:
+        charges.append(await request.json())
+        return web.json_response({"reference": f"bill-{len(charges)}"})
+
+    app = web.Application()
+    app.router.add_post("/charge", charge)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/charge", charges
+    await runner.cleanup()
+
+
+async def _scenario(port: int) -> dict[str, Any]:
+    shots = os.environ.get("GOLIVE_SCREENSHOTS")
+    node = await asyncio.create_subprocess_exec(
+        "node", str(SCENARIO), "--chromium", str(CHROMIUM),
+        "--base", f"http://127.0.0.1:{port}", "--stream", NAME,
+        *(["--screenshots", shots] if shots else []),
+        cwd=ROOT, env={**os.environ, "GOLIVE_STUDIO_KEY": KEY},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(node.communicate(), 180)
+    except TimeoutError:
+        node.kill()
+        await node.wait()
+        raise
+    assert node.returncode == 0, err.decode(errors="replace")[-3000:]
+    result = json.loads(out)
+    assert isinstance(result, dict)
+    return result
+
+
+async def test_viewer_creator_and_overlay_in_chromium(
+        billing: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    missing = _missing()
+    if missing:
+        pytest.skip("the chat browser test needs " + ", ".join(missing))
+    webhook, charges = billing
+    server = Server(Config(
+        ingest=IngestConfig(host="127.0.0.1", port=0, keys={KEY: NAME}),
+        http=HttpConfig(host="127.0.0.1", port=0), admin=AdminConfig(port=0),
+        transcode=TranscodeConfig(enabled=False), chat=ChatConfig(gift_webhook=webhook)))
+    await server.start()
+    publisher = None
+    try:
+        publisher = await PyAvPublisher.start(
+            f"rtmp://127.0.0.1:{server.ingest.rtmp_port}/live/{KEY}", tmp_path / "encoded",
+            seconds=120, realtime=True, width=640, height=360, hold=True)
+        result = await _scenario(server.http_port)
+    finally:
+        if publisher is not None:
+            publisher.kill()
+        await asyncio.wait_for(server.close(), 10)
+
+    context = json.dumps({k: v for k, v in result.items() if k != "ok"}, indent=1)[-4000:]
+    assert result["ok"], context
+    assert KEY not in result["studioUrl"] and result["studioUrl"].endswith(f"/studio/{NAME}")
+    assert result["remembered"] == "Ada"
+    # The HTML came through as its characters, on every page, and ran nothing.
+    for page in ("viewerTexts", "studioTexts", "overlayTexts"):
+        assert "Hello from Ada!" in result[page] and PAYLOAD in result[page], (page, context)
+    assert result["viewerImages"] == 0 and result["studioImages"] == 0, context
+    assert result["dialogs"] == [], context
+    # Deleted by the creator: gone for the viewer (and the studio), the greeting still there.
+    assert PAYLOAD not in result["viewerTextsAfter"], context
+    assert "Hello from Ada!" in result["viewerTextsAfter"], context
+    assert PAYLOAD not in result["studioTextsAfter"], context
+    assert int(result["hearts"]) >= 5, context
+    assert result["answering"] == "Which camera is that?", context
+    # The gift: charged by the operator's service once, then shown on the overlay.
+    assert result["alert"] == "Ada sent 3 Roses", context
+    assert [(c["gift"], c["count"], c["coins"], c["user"]["name"], c["stream"])
+            for c in charges] == [("rose", 3, 3, "Ada", NAME)], charges
+    assert "Ada" in result["supporters"], context
+    # On a narrow screen the chat is below the video, not beside it.
+    assert result["narrow"]["chatTop"] >= result["narrow"]["videoBottom"] - 1, context
+    # Nothing refused by the pages' Content-Security-Policy, no script error.
+    refused = [line for line in result["console"]
+               if "pageerror" in line or "Content Security Policy" in line]
+    assert refused == [], context
