@@ -16,7 +16,8 @@ from publishers import RawPublisher, encode_clip
 
 import golive.origin.player
 from golive.origin.sessions import COOKIE
-from golive.origin.studio import SIGN_IN_ATTEMPTS
+from golive.origin import studio
+from golive.origin.studio import SIGN_IN_ATTEMPTS, SignInLimiter
 from golive.packager.config import HlsConfig
 from golive.transcode.config import TranscodeConfig
 
@@ -119,6 +120,20 @@ async def test_sign_in_attempts_are_limited_per_address(make_server: MakeServer)
     assert response.status == 429 and "Too many attempts" in page
     assert 0 < int(response.headers["Retry-After"]) <= 60
     assert not response.headers.getall("Set-Cookie", [])
+
+
+def test_the_limit_is_a_sliding_window_per_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = SignInLimiter(attempts=3, window=60.0)
+    assert [limiter.allow("10.0.0.1", t) for t in (0.0, 10.0, 20.0)] == [0.0, 0.0, 0.0]
+    assert limiter.allow("10.0.0.1", 30.0) == pytest.approx(30.0)  # the first one ages out at 60
+    assert limiter.allow("10.0.0.2", 30.0) == 0.0  # another address has its own attempts
+    assert limiter.allow("10.0.0.1", 60.5) == 0.0
+    assert limiter.allow("10.0.0.1", 61.0) > 0
+    # A flood from many addresses is forgotten, oldest first, rather than kept.
+    monkeypatch.setattr(studio, "MAX_TRACKED_ADDRESSES", 100)
+    for n in range(1000):
+        limiter.allow(f"192.0.2.{n}", 100.0)
+    assert len(limiter._tried) <= 100
 
 
 async def test_another_site_cannot_post_the_forms(make_server: MakeServer) -> None:

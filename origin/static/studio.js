@@ -152,7 +152,10 @@ const socket = new ChatSocket(stream, {
     state.connected = kind === "connected";
     $("chat-status").textContent = kind === "connected" ? "" : text;
   },
-  final: (code, message) => say(errorText({ code, message }), 0),
+  // Without a valid session cookie the server sees a viewer using the stream's own name.
+  final: (code, message) => say(code === "name_reserved" || code === "bad_name"
+    ? "This page is not signed in as the creator any more: reload it to sign in again."
+    : errorText({ code, message }), 0),
 });
 
 const setViewers = (viewers) => {

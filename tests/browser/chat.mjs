@@ -4,6 +4,11 @@
 //
 //   node tests/browser/chat.mjs --chromium /usr/bin/chromium --base http://127.0.0.1:PORT
 //        --stream cam --key KEY [--screenshots DIR]
+//   node tests/browser/chat.mjs --chromium /usr/bin/chromium --base http://127.0.0.1:PORT
+//        --replay /recordings/cam/<started>/ --seconds 8 [--screenshots DIR]
+//
+// The second form plays a recording's replay page from the start and samples, every 250 ms,
+// the video's program date and the chat messages shown.
 //
 // The key is read from the environment variable GOLIVE_STUDIO_KEY when --key is not given
 // (the test passes it that way, so it is in no process list).
@@ -24,6 +29,8 @@ const base = option("--base", "http://127.0.0.1:8080");
 const stream = option("--stream", "cam");
 const key = option("--key", process.env.GOLIVE_STUDIO_KEY || "");
 const screenshots = option("--screenshots", "");
+const replay = option("--replay", "");
+const seconds = Number(option("--seconds", "8"));
 const PAYLOAD = "<img src=x onerror=alert(1)>";
 const WAIT = 15000;
 
@@ -60,9 +67,38 @@ const shoot = async (page, name, options = {}) => {
   if (screenshots) await page.screenshot({ path: join(screenshots, `${name}.png`), ...options });
 };
 // The texts of a page's chat messages, as the page shows them.
-const texts = (page) => page.$$eval("#messages li .text", (nodes) => nodes.map((n) => n.textContent));
+const textsOf = (nodes) => nodes.map((n) => n.textContent);
+const texts = (page) => page.$$eval("#messages li .text", textsOf);
 
-try {
+const playReplay = async () => {
+  step = "the replay page plays the recording";
+  const page = await open("replay", replay);
+  await page.waitForFunction(() => window.golive && window.golive.replay
+    && window.golive.replay.events > 0 && window.hls && window.hls.levels.length > 0,
+  null, { timeout: WAIT });
+  await page.evaluate(() => {
+    const video = document.getElementById("video");
+    video.muted = true;
+    return video.play();
+  });
+  result.samples = [];
+  const started = Date.now();
+  while (Date.now() - started < seconds * 1000) {
+    result.samples.push(await page.evaluate(() => ({
+      currentTime: document.getElementById("video").currentTime,
+      playingDate: window.golive.replay.playingDate,
+      texts: [...document.querySelectorAll("#messages li")].map((n) => n.textContent),
+      pinned: document.getElementById("pinned").hidden ? null
+        : document.querySelector("#pinned .text").textContent,
+    })));
+    if (result.samples.length === 12) await shoot(page, "replay");
+    await page.waitForTimeout(250);
+  }
+  result.chapters = await page.$$eval("#chapters button", textsOf);
+  done(step);
+};
+
+const chatScenario = async () => {
   step = "the creator signs in through the studio's form";
   const studio = await open("creator", `/studio/${stream}`, { width: 1400, height: 900 });
   await studio.fill("input[name=key]", key);
@@ -75,7 +111,8 @@ try {
 
   step = "the overlay joins to watch";
   const overlay = await open("overlay", `/overlay/${stream}`, { width: 1280, height: 720 });
-  await overlay.waitForFunction(() => window.golive.overlay.connected, null, { timeout: WAIT });
+  await overlay.waitForFunction(() => window.golive && window.golive.overlay
+    && window.golive.overlay.connected, null, { timeout: WAIT });
   done(step);
 
   step = "the viewer joins with a name";
@@ -173,7 +210,10 @@ try {
   result.narrow = { videoBottom: video.y + video.height, chatTop: chat.y };
   await shoot(viewer, "watch-narrow", { fullPage: true });
   done(step);
+};
 
+try {
+  await (replay ? playReplay() : chatScenario());
   result.ok = true;
 } catch (error) {
   result.failed = step;
