@@ -48,8 +48,6 @@ PLAYER_DIR = web.AppKey("player_dir", Path)
 KNOWN_NAMES = web.AppKey("known_names", Callable[[], frozenset[str] | None])
 
 NO_CACHE = {"Cache-Control": "no-cache"}
-# A recording's chat, beside its playlist: the wire's objects, one JSON object a line.
-CHAT_LOG = "chat.jsonl"
 
 STYLE = """
 :root { color-scheme: light dark; --muted: #888; --live: #d22; }
@@ -372,9 +370,10 @@ CHAT_PANEL = """<aside class="chat" id="chat" data-stream="{stream}" aria-label=
 <div class="body"></div></div>
 <ol class="messages" id="messages" aria-live="polite"></ol>
 <p class="chat-notice" id="chat-notice" role="status" hidden></p>
-<div class="gift-picker" id="gift-picker" hidden><div class="picker-head"><strong>Send a gift
-</strong><label class="muted">how many <input id="gift-count" type="number" min="1" max="100"
-value="1"></label><button type="button" class="link" id="gift-close">close</button>
+<div class="gift-picker" id="gift-picker" hidden>
+<div class="picker-head"><strong>Send a gift</strong>
+<label class="muted">how many <input id="gift-count" type="number" min="1" max="100" value="1">
+</label><button type="button" class="link" id="gift-close">close</button>
 </div><ul id="gift-list"></ul></div>
 <div class="chat-foot">
 <div class="reactions" id="reactions"></div>
@@ -386,7 +385,7 @@ value="message" checked> Chat</label><label><input type="radio" name="mode" valu
 Ask a question</label></div>
 <input name="text" autocomplete="off" maxlength="300" placeholder="Say something…"
 aria-label="Message"><button class="primary">Send</button>
-<button type="button" id="gift-button" hidden title="Send a gift">🎁</button>
+<button type="button" id="gift-button" hidden title="Send a gift">🎁 Gift</button>
 <div class="as"><span id="chat-as"></span><button type="button" class="link" id="chat-leave">
 change name</button></div></form>
 </div></aside>"""
@@ -395,23 +394,15 @@ change name</button></div></form>
 async def recording(request: web.Request) -> web.StreamResponse:
     """A recording's playlist and files (`--record-dir`), read-only."""
     info = request.match_info
-    packager = request.app[PACKAGER]
-    if info["file"] == CHAT_LOG:  # the chat kept with it, beside its (validated) playlist
-        playlist = packager.recording_file(info["name"], info["started"], "index.m3u8")
-        path = playlist.with_name(CHAT_LOG) if playlist is not None else None
-        if path is None or not path.is_file():
-            raise web.HTTPNotFound(text="no chat was kept with this recording\n",
-                                   headers=NO_CACHE)
-        return web.FileResponse(path, headers={"Content-Type": "application/x-ndjson",
-                                               "Cache-Control": "no-cache",
-                                               "Access-Control-Allow-Origin": "*"})
-    path = packager.recording_file(info["name"], info["started"], info["file"])
+    path = request.app[PACKAGER].recording_file(info["name"], info["started"], info["file"])
     if path is None:
         raise web.HTTPNotFound(text="no such recording\n", headers=NO_CACHE)
-    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}.get(
-        path.suffix, "video/mp4")
+    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t",
+            ".jsonl": "application/x-ndjson"}.get(path.suffix, "video/mp4")
+    # The playlist and the chat (chat.jsonl) grow while the broadcast goes on; segments don't.
+    growing = path.suffix in (".m3u8", ".jsonl")
     return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"
-                                           if path.suffix == ".m3u8" else "public, max-age=3600",
+                                           if growing else "public, max-age=3600",
                                            "Access-Control-Allow-Origin": "*"})
 
 

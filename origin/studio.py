@@ -18,21 +18,17 @@ import html
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from golive.names import is_valid_stream_name
+from golive.origin.chat_socket import CLIENT_ADDRESSES
 from golive.origin.hls import PACKAGER
 from golive.origin.player import NO_CACHE, page, page_policy
-from golive.origin.sessions import COOKIE, StudioSessions
+from golive.origin.sessions import CHECK_KEY, COOKIE, SESSIONS
 
 log = logging.getLogger("golive.origin.studio")
-
-# `check_key(name, secret)`: whether `secret` is the key of stream `name` (constant time).
-CHECK_KEY = web.AppKey("check_key", Callable[[str, str], bool])
-SESSIONS = web.AppKey("studio_sessions", StudioSessions)
 
 SIGN_IN_ATTEMPTS = 10  # per address and window: a person mistyping is far below this
 SIGN_IN_WINDOW = 60.0  # seconds
@@ -78,6 +74,15 @@ def _stream(request: web.Request) -> str:
     if not is_valid_stream_name(name):
         raise web.HTTPNotFound(text="no such stream\n", headers=NO_CACHE)
     return name
+
+
+def _client_address(request: web.Request) -> str:
+    """The address attempts are counted for: behind the operator's trusted proxies, the one
+    they forward (the chat's rule), else the peer's."""
+    addresses = request.app.get(CLIENT_ADDRESSES)
+    if addresses is None:  # no chat: no proxies configured either
+        return request.remote or ""
+    return addresses.of(request.remote, request.headers.get("X-Forwarded-For"))
 
 
 def _signed_in(request: web.Request, name: str) -> bool:
@@ -145,7 +150,7 @@ async def studio(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     name = _stream(request)
-    address = request.remote or ""
+    address = _client_address(request)
     if not _same_site(request):
         log.info("studio %s: refused a sign-in to stream=%s posted from another site (%s)",
                  address, name, request.headers.get("Origin"))
@@ -158,10 +163,7 @@ async def login(request: web.Request) -> web.Response:
                                  f"minute ({int(wait) + 1} s) and try again.", status=429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    check_key = request.app.get(CHECK_KEY)
-    if check_key is None:  # the composition did not give the key table: nobody can sign in
-        log.warning("studio: sign-in is not set up (no key check given to the origin)")
-        raise web.HTTPServiceUnavailable(text="studio sign-in is not set up\n", headers=NO_CACHE)
+    check_key = request.app[CHECK_KEY]
     form = await request.post()
     key = form.get("key")
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH \
@@ -183,7 +185,7 @@ async def logout(request: web.Request) -> web.Response:
     if not _same_site(request):
         raise web.HTTPForbidden(text="sign out from the studio page itself\n", headers=NO_CACHE)
     request.app[SESSIONS].end(request.cookies.get(COOKIE))
-    log.info("studio %s: signed out of stream=%s", request.remote, name)
+    log.info("studio %s: signed out of stream=%s", _client_address(request), name)
     response = web.HTTPSeeOther(f"/studio/{name}", headers=NO_CACHE)
     response.del_cookie(COOKIE, path="/", secure=_over_https(request), httponly=True,
                         samesite="Strict")
@@ -235,10 +237,8 @@ async def replay(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """The studio, overlay and replay pages. The composition sets CHECK_KEY; SESSIONS is made
-    here unless given (the chat socket reads the same one for the creator's role)."""
-    if SESSIONS not in app:
-        app[SESSIONS] = StudioSessions()
+    """The studio, overlay and replay pages. The composition gives the app SESSIONS (the
+    chat socket reads the same ones for the creator's role) and CHECK_KEY."""
     app[LIMITER] = SignInLimiter()
     app.router.add_get("/studio/{name}", studio)
     app.router.add_post("/studio/{name}/login", login)
@@ -257,7 +257,7 @@ STUDIO_BODY = """<header><h1>Studio · {stream}</h1>
 <section class="panel"><h2>Stream</h2><dl class="health" id="health">
 <dt>state</dt><dd id="health-state">-</dd><dt>live for</dt><dd id="health-uptime">-</dd>
 <dt>video</dt><dd id="health-resolution">-</dd><dt>ingest</dt><dd id="health-bitrate">-</dd>
-<dt>viewers</dt><dd id="health-viewers">-</dd><dt>in chat</dt><dd id="health-chat">-</dd>
+<dt>players</dt><dd id="health-viewers">-</dd><dt>in chat</dt><dd id="health-chat">-</dd>
 </dl></section>
 <section class="panel"><h2>Chat settings</h2>
 <form id="settings"><label><input type="checkbox" id="chat-enabled" checked> chat on</label>
@@ -303,7 +303,7 @@ maxlength="64" required placeholder="what happens now" aria-label="Marker label"
 </div></div>
 <script type="module" src="/static/studio.js"></script>"""
 
-REPLAY_BODY = """<header><h1>{stream}</h1><span class="state ended">recording</span>
+REPLAY_BODY = """<header><h1>{stream}</h1><span class="state ended">replay</span>
 <span class="muted">recorded {recorded}</span><nav><a href="/watch/{stream}">watch page</a> ·
 <a href="{base}index.m3u8">playlist</a></nav></header>
 <div class="with-chat"><div class="stage">

@@ -134,6 +134,7 @@ async def test_viewer_creator_and_overlay_in_chromium(
         await asyncio.wait_for(server.close(), 10)
 
     context = json.dumps({k: v for k, v in result.items() if k != "ok"}, indent=1)[-4000:]
+    print("\nbrowser console:", *result["console"], sep="\n  ")
     assert result["ok"], context
     assert KEY not in result["studioUrl"] and result["studioUrl"].endswith(f"/studio/{NAME}")
     assert result["remembered"] == "Ada"
@@ -147,7 +148,7 @@ async def test_viewer_creator_and_overlay_in_chromium(
     assert "Hello from Ada!" in result["viewerTextsAfter"], context
     assert PAYLOAD not in result["studioTextsAfter"], context
     assert int(result["hearts"]) >= 5, context
-    assert result["answering"] == "Which camera is that?", context
+    assert result["answering"] == "Which camera is that?", context  # the asker saw it too
     # The gift: charged by the operator's service once, then shown on the overlay.
     assert result["alert"] == "Ada sent 3 Roses", context
     assert [(c["gift"], c["count"], c["coins"], c["user"]["name"], c["stream"])

@@ -15,8 +15,8 @@ from helpers import MakeServer, eventually, http_get, scrape
 from publishers import RawPublisher, encode_clip
 
 import golive.origin.player
-from golive.origin.sessions import COOKIE
 from golive.origin import studio
+from golive.origin.sessions import COOKIE
 from golive.origin.studio import SIGN_IN_ATTEMPTS, SignInLimiter
 from golive.packager.config import HlsConfig
 from golive.transcode.config import TranscodeConfig

@@ -2,7 +2,8 @@
 //
 // Everything a user wrote (names, messages, questions, marker labels) and everything the
 // server sent is put on the page as text: element properties and text nodes, never HTML.
-// `el` below is the one way these pages build elements; it has no way to set innerHTML.
+// `el` below is the one way these pages build elements, and it refuses to set any *HTML
+// property: there is no path from a string to the HTML parser.
 "use strict";
 
 const RECONNECT_FIRST = 1000;  // ms; doubled per failed attempt, up to the cap
@@ -21,6 +22,7 @@ export const EMOJI = { like: "👍", heart: "❤️", laugh: "😂", wow: "😮"
 export const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
+    if (/HTML$/.test(key)) throw new TypeError(`el() sets text, never ${key}`);
     if (key === "dataset") Object.assign(node.dataset, value);
     else if (value !== undefined && value !== null) node[key] = value;
   }

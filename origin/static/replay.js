@@ -44,6 +44,7 @@ const apply = (obj) => {
     case "pinned": showBox($("pinned"), obj.message); break;
     case "answering": showBox($("answering"), obj.question); break;
     case "gift": messages.add(giftItem(obj)); break;
+    case "banned": messages.removeUser(obj.user && obj.user.id); break;
     case "marker":
       messages.add(el("li", { className: "marker", textContent: `📍 ${obj.label || ""}` }));
       break;
@@ -64,12 +65,20 @@ const tick = () => {
   state.applied = applied;
 };
 
+// The creator's markers as chapters: each seeks the video to its moment. Their offsets are
+// known once the playlist (its first program date) is.
+const offset = (time) => {
+  if (startMs === null) return "";
+  const s = Math.max(0, Math.floor((time - startMs) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+};
 const chapters = () => {
   const markers = events.filter((e) => e.obj.type === "marker");
   $("chapters-panel").hidden = !markers.length;
   $("chapters").replaceChildren(...markers.map((marker) => el("li", {}, el("button", {
-    type: "button", textContent: marker.obj.label || "marker",
-    dataset: { time: String(marker.time) } }))));
+    type: "button", dataset: { time: String(marker.time) },
+  }, el("span", { className: "muted", textContent: offset(marker.time) }),
+  el("span", { textContent: marker.obj.label || "marker" })))));
 };
 $("chapters").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-time]");
@@ -109,7 +118,10 @@ if (window.Hls && Hls.isSupported()) {
   hls = window.hls = new Hls({ enableWorker: true });
   hls.on(Hls.Events.LEVEL_LOADED, (event, data) => {
     const first = data.details.fragments[0];
-    if (first && first.programDateTime) startMs = first.programDateTime - first.start * 1000;
+    if (first && first.programDateTime) {
+      startMs = first.programDateTime - first.start * 1000;
+      chapters();
+    }
   });
   hls.on(Hls.Events.ERROR, (event, data) => {
     if (data.fatal) {

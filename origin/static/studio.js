@@ -294,6 +294,12 @@ const clock = (total) => {
   const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = s % 60;
   return (h ? `${h}:${String(m).padStart(2, "0")}` : String(m)) + `:${String(r).padStart(2, "0")}`;
 };
+let liveSince = null;  // ms, this browser's clock
+const showUptime = () => {
+  $("health-uptime").textContent = liveSince === null ? "-"
+    : clock((Date.now() - liveSince) / 1000);
+};
+setInterval(showUptime, 1000);
 const health = async () => {
   try {
     const [one, all] = await Promise.all([
@@ -307,7 +313,9 @@ const health = async () => {
     $("state").textContent = live;
     $("state").className = `state ${live}`;
     $("health-state").textContent = live;
-    $("health-uptime").textContent = info && live !== "ended" ? clock(info.uptime_seconds) : "-";
+    // Counted on here between polls, so the clock ticks each second.
+    liveSince = info && live !== "ended" ? Date.now() - info.uptime_seconds * 1000 : null;
+    showUptime();
     $("health-resolution").textContent = info && info.resolution
       ? info.resolution.join("×") : "-";
     $("health-viewers").textContent = info ? String(info.viewers) : "-";

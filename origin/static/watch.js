@@ -72,6 +72,18 @@ const showJoin = (name) => {
   if (name) joinForm.elements.name.value = name;
 };
 
+// The question being answered, above the chat; the viewer's own question says so too (the
+// server tells staff alone of a question's states, and everyone of what is being answered).
+let answeringId = "";
+const answering = (question) => {
+  showBox($("answering"), question);
+  const previous = document.getElementById(`question-${answeringId}`);
+  if (previous) setQuestionState(previous, "done");
+  answeringId = question ? question.id : "";
+  const mine = question && document.getElementById(`question-${question.id}`);
+  if (mine) setQuestionState(mine, "answering");
+};
+
 const welcome = (obj) => {
   me = obj.user && obj.user.name ? obj.user : null;
   room = obj.room || {};
@@ -80,7 +92,7 @@ const welcome = (obj) => {
   messages.clear();  // a reconnection's history replaces what was shown
   for (const message of obj.history || []) messages.add(messageItem(message));
   showBox($("pinned"), room.pinned);
-  showBox($("answering"), room.answering);
+  answering(room.answering);
   setViewers(room.viewers);
   setRules();
   buildReactions(room.reactions || []);
@@ -103,7 +115,7 @@ const receive = (obj) => {
       if ($("pinned").dataset.id === obj.id) showBox($("pinned"), null);
       break;
     case "pinned": showBox($("pinned"), obj.message); break;
-    case "answering": showBox($("answering"), obj.question); break;
+    case "answering": answering(obj.question); break;
     case "question": ownQuestion(obj); break;
     case "gift": messages.add(giftItem(obj)); break;
     case "reactions": showReactions(obj); break;
@@ -127,18 +139,23 @@ const receive = (obj) => {
 };
 
 // The questions this viewer asked come back to them alone; shown in the list, marked.
+const QUESTION_STATES = { queued: "asked", answering: "being answered", done: "answered" };
+const setQuestionState = (item, questionState) => {
+  item.querySelector(".badge").textContent = QUESTION_STATES[questionState] || "asked";
+};
 const ownQuestion = (question) => {
   const id = `question-${question.id}`;
   const existing = document.getElementById(id);
-  const status = { queued: "asked", answering: "being answered", done: "answered" };
-  const label = el("span", { className: "badge", textContent: status[question.state] || "asked" });
   if (existing) {
-    existing.querySelector(".badge").replaceWith(label);
+    setQuestionState(existing, question.state);
     return;
   }
   messages.add(el("li", { className: "question", id }, el("span", {
     className: "who", textContent: "Your question",
-  }), label, el("span", { className: "text", textContent: question.text || "" })));
+  }), el("span", { className: "badge" }), el("span", {
+    className: "text", textContent: question.text || "",
+  })));
+  setQuestionState(document.getElementById(id), question.state);
 };
 
 const setViewers = (viewers) => {
@@ -196,7 +213,7 @@ sendForm.addEventListener("submit", (event) => {
 
 sendForm.elements.mode.forEach((radio) => radio.addEventListener("change", () => {
   textBox.placeholder = radio.value === "ask" && radio.checked
-    ? "Ask the creator a question…" : "Say something…";
+    ? "Ask a question…" : "Say something…";
 }));
 
 // Reactions: taps are counted here and sent once per kind every REACT_EVERY ms, so a burst

@@ -94,7 +94,7 @@ const playReplay = async () => {
     if (result.samples.length === 12) await shoot(page, "replay");
     await page.waitForTimeout(250);
   }
-  result.chapters = await page.$$eval("#chapters button", textsOf);
+  result.chapters = await page.$$eval("#chapters button span:last-child", textsOf);
   done(step);
 };
 
@@ -165,6 +165,8 @@ const chatScenario = async () => {
   await viewer.waitForSelector("#answering:not([hidden])", { timeout: WAIT });
   await overlay.waitForSelector("#answering:not([hidden])", { timeout: WAIT });
   result.answering = await viewer.textContent("#answering .text");
+  await viewer.waitForFunction(() => document.querySelector("#messages li.question .badge")
+    .textContent === "being answered", null, { timeout: WAIT });
   done(step);
 
   step = "the viewer sends a gift and the overlay shows it";
@@ -175,7 +177,14 @@ const chatScenario = async () => {
   await viewer.click("#gift-list button[data-gift=rose]");
   await overlay.waitForSelector(".alert", { timeout: WAIT });
   result.alert = await overlay.textContent(".alert .alert-text");
+  await overlay.waitForTimeout(700);  // past its pop-in animation
   await shoot(overlay, "overlay", { omitBackground: true });
+  if (screenshots) {  // and as OBS would show it: over the stream's picture
+    await overlay.evaluate((path) => {
+      document.documentElement.style.background = `#234 url(${path}) center / cover`;
+    }, `/live/${stream}/thumbnail.jpg`);
+    await shoot(overlay, "overlay-over-video");
+  }
   await studio.waitForFunction(() => document.querySelectorAll("#gifts-received li").length > 0,
     null, { timeout: WAIT });
   result.supporters = await studio.textContent("#supporters");
