@@ -148,7 +148,17 @@ async def test_viewer_creator_and_overlay_in_chromium(
     assert "Hello from Ada!" in result["viewerTextsAfter"], context
     assert PAYLOAD not in result["studioTextsAfter"], context
     assert int(result["hearts"]) >= 5, context
+    # The creator's look at one user's messages: the kept one, and the deleted one flagged
+    # when it is there (a server without a chat store keeps only the kept ones).
+    assert {"text": "Hello from Ada!", "deleted": False} in result["history"], context
+    assert all(m["deleted"] for m in result["history"] if m["text"] == PAYLOAD), context
+    # Banned: told once, not reconnecting, the messages gone from the viewer's own page.
+    banned = result["banned"]
+    assert banned["final"] == "banned" and not banned["connected"], context
+    assert banned["sendHidden"], context
+    assert "You are banned from this chat." in banned["notices"], context
     assert result["answering"] == "Which camera is that?", context  # the asker saw it too
+    assert result["modeAfterAsking"] == "message", context
     # The gift: charged by the operator's service once, then shown on the overlay.
     assert result["alert"] == "Ada sent 3 Roses", context
     assert [(c["gift"], c["count"], c["coins"], c["user"]["name"], c["stream"])

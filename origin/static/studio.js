@@ -132,17 +132,18 @@ const socket = new ChatSocket(stream, {
       case "user_messages": showUserMessages(obj); break;
       case "marker": addMarker(obj); break;
       case "timed_out":
-        messages.add(el("li", { className: "system", textContent:
-          `${(obj.user && obj.user.name) || "Someone"} is timed out for ` +
-          `${Math.round((obj.seconds || 0) / 60)} min.` }));
+        system(`${(obj.user && obj.user.name) || "Someone"} is timed out for ` +
+          `${Math.round((obj.seconds || 0) / 60)} min.`);
         break;
       case "banned":
         if (obj.user) banned.set(obj.user.id, obj.user);
         showBanned();
+        system(`${(obj.user && obj.user.name) || "Someone"} is banned.`);
         break;
       case "unbanned":
         if (obj.user) banned.delete(obj.user.id);
         showBanned();
+        system(`${(obj.user && obj.user.name) || "Someone"} may chat again.`);
         break;
       case "error": say(errorText(obj)); break;
       default: break;
@@ -157,6 +158,8 @@ const socket = new ChatSocket(stream, {
     ? "This page is not signed in as the creator any more: reload it to sign in again."
     : errorText({ code, message }), 0),
 });
+
+const system = (text) => messages.add(el("li", { className: "system", textContent: text }));
 
 const setViewers = (viewers) => {
   if (!viewers) return;
@@ -188,15 +191,21 @@ $("slow-mode").addEventListener("change", (event) => {
 });
 $("settings").addEventListener("submit", (event) => event.preventDefault());
 
-// The word filter: what the room refuses, as chips with a remove button each.
-const chips = (list, values, field) => {
-  list.replaceChildren(...values.map((value) => el("li", {}, el("span", { textContent: value }),
-    el("button", { type: "button", textContent: "×", title: `Allow ${value} again`,
-      ariaLabel: `remove ${value}`, dataset: { field, value } }))));
+// The word filter: what the room refuses, as chips with a remove button each; those of the
+// config file stay (only the operator removes them, there).
+const chips = (list, values, configured, field) => {
+  list.replaceChildren(...values.map((value) => el("li", {
+    title: configured.includes(value) ? "set in the config file" : "",
+  }, el("span", { textContent: value }), configured.includes(value) ? null : el("button", {
+    type: "button", textContent: "×", title: `Allow ${value} again`,
+    ariaLabel: `remove ${value}`, dataset: { field, value },
+  }))));
 };
 const showFilter = (filter) => {
-  chips($("filter-words"), filter.words || [], "remove");
-  chips($("filter-patterns"), filter.patterns || [], "remove_patterns");
+  const configured = filter.configured || {};
+  chips($("filter-words"), filter.words || [], configured.words || [], "remove");
+  chips($("filter-patterns"), filter.patterns || [], configured.patterns || [],
+    "remove_patterns");
 };
 for (const id of ["filter-words", "filter-patterns"]) {
   $(id).addEventListener("click", (event) => {

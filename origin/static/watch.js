@@ -209,11 +209,15 @@ sendForm.addEventListener("submit", (event) => {
     return;
   }
   textBox.value = "";
+  if (type === "ask") setMode("message");  // a question is a one-off: back to chatting
 });
 
+const setMode = (mode) => {
+  sendForm.elements.mode.value = mode;
+  textBox.placeholder = mode === "ask" ? "Ask a question…" : "Say something…";
+};
 sendForm.elements.mode.forEach((radio) => radio.addEventListener("change", () => {
-  textBox.placeholder = radio.value === "ask" && radio.checked
-    ? "Ask a question…" : "Say something…";
+  if (radio.checked) setMode(radio.value);
 }));
 
 // Reactions: taps are counted here and sent once per kind every REACT_EVERY ms, so a burst

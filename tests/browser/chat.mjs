@@ -159,6 +159,7 @@ const chatScenario = async () => {
   await viewer.check("#send-form input[name=mode][value=ask]");
   await viewer.fill("#send-form input[name=text]", "Which camera is that?");
   await viewer.press("#send-form input[name=text]", "Enter");
+  result.modeAfterAsking = await viewer.$eval("#send-form", (form) => form.elements.mode.value);
   const question = studio.locator("#questions li", { hasText: "Which camera is that?" });
   await question.waitFor({ timeout: WAIT });
   await question.locator("button[data-action=answer]").click();
@@ -210,6 +211,58 @@ const chatScenario = async () => {
     .some((n) => n.textContent === payload), PAYLOAD, { timeout: WAIT });
   result.viewerTextsAfter = await texts(viewer);
   result.studioTextsAfter = await texts(studio);
+  done(step);
+
+  step = "the creator looks at Ada's messages";
+  const hello = studio.locator("#messages li.message", { hasText: "Hello from Ada!" });
+  await hello.locator("button[data-action=history]").click();
+  await studio.waitForFunction(() => document.querySelectorAll("#user-messages li .text")
+    .length >= 1, null, { timeout: WAIT });
+  result.history = await studio.$$eval("#user-messages li", (nodes) => nodes.map(
+    (n) => ({ text: n.querySelector(".text").textContent, deleted: n.className === "deleted" })));
+  done(step);
+
+  const viewerNotice = (text) => viewer.waitForFunction((wanted) => window.golive.chat.notices
+    .some((n) => n.includes(wanted)), text, { timeout: WAIT });
+
+  step = "slow mode: the viewer's second message waits";
+  await studio.selectOption("#slow-mode", "30");
+  await viewer.waitForFunction(() => document.getElementById("chat-rules").textContent
+    .includes("Slow mode: one message every 30 s"), null, { timeout: WAIT });
+  for (const text of ["one", "two"]) {
+    await viewer.fill("#send-form input[name=text]", text);
+    await viewer.press("#send-form input[name=text]", "Enter");
+  }
+  await viewerNotice("Slow mode is on. Wait ");
+  await studio.selectOption("#slow-mode", "0");
+  await viewer.waitForSelector("#chat-rules[hidden]", { state: "attached", timeout: WAIT });
+  done(step);
+
+  step = "the word filter refuses a word the creator added";
+  await studio.fill("#filter-form input[name=word]", "spoiler");
+  await studio.press("#filter-form input[name=word]", "Enter");
+  await studio.locator("#filter-words li", { hasText: "spoiler" }).waitFor({ timeout: WAIT });
+  await viewer.fill("#send-form input[name=text]", "big spoiler ahead");
+  await viewer.press("#send-form input[name=text]", "Enter");
+  await viewerNotice("a word this chat does not allow");
+  done(step);
+
+  step = "a time-out, then a ban: the viewer is told and stays out";
+  await hello.locator("button[data-action=timeout]").click();
+  await viewerNotice("A moderator timed you out for 5 min.");
+  await hello.locator("button[data-action=ban]").click();
+  await viewer.waitForFunction(() => window.golive.chat.final === "banned", null,
+    { timeout: WAIT });
+  await studio.locator("#banned li", { hasText: "Ada" }).waitFor({ timeout: WAIT });
+  await viewer.waitForTimeout(2500);  // long past the first reconnection's backoff
+  result.banned = await viewer.evaluate(() => ({
+    connected: window.golive.chat.connected, final: window.golive.chat.final,
+    sendHidden: document.getElementById("send-form").hidden,
+    notices: window.golive.chat.notices,
+  }));
+  result.studioTextsBanned = await texts(studio);
+  result.viewerTextsBanned = await texts(viewer);
+  await shoot(studio, "studio-moderated");
   done(step);
 
   step = "a narrow screen puts the chat below the video";
