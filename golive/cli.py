@@ -386,6 +386,11 @@ def _banner(server: Server, generated_key: str | None) -> None:
         name = "main" if generated_key else sorted({*ingest.keys.values(), *stored})[0]
         lines[live:live] = [f"Watch:         {http}/watch/{name}",
                             f"HLS playlist:  {http}/live/{name}/index.m3u8"]
+        if server.chat is not None:
+            lines[live:live] = [
+                f"Studio:        {http}/studio/{name}  (chat, moderation, questions; sign in "
+                "with the stream key)",
+                f"OBS overlay:   {http}/overlay/{name}  (add it as a Browser Source)"]
     else:
         lines.insert(live, f"Watch:         {http}/  (lists the live streams)")
     lines.insert(-1, f"Transcoding:   {ladder}")

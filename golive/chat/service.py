@@ -44,6 +44,7 @@ from golive.chat.room import (
 log = logging.getLogger("golive.chat")
 
 TICK_EVERY = 0.25  # seconds between room ticks (reactions, viewers)
+PURGE_EVERY = 3600.0  # seconds between retention purges of the chat store
 IDLE_ROOM = 600.0  # seconds a room without clients is kept before it is unloaded
 MAX_IDENTITIES = 200_000  # resume tokens remembered (LRU)
 CLOSE_TOO_SLOW = 1013
@@ -341,6 +342,7 @@ class ChatService:
     async def _run(self) -> None:
         ticked = 0.0
         replayed = time.monotonic()
+        purged = float("-inf")  # retention: at start, then every PURGE_EVERY
         while True:
             await asyncio.sleep(self.config.batch_interval)
             try:
@@ -358,6 +360,11 @@ class ChatService:
                         self.metrics.forget(stream)
                 if tick:
                     ticked = monotonic
+                if self.store is not None and monotonic - purged >= PURGE_EVERY \
+                        and self.config.retention_days:
+                    purged = monotonic
+                    before = round((now - self.config.retention_days * 86400) * 1000)
+                    self.store.write("purge", before)
                 if monotonic - replayed >= 1.0:
                     replayed = monotonic
                     for run in self._rooms.values():
@@ -427,6 +434,7 @@ def _stable_id(seed: str) -> str:
 
 def _append_lines(path: Path, lines: list[str]) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # (before the recording's first file)
         with path.open("a", encoding="utf-8") as file:
             file.write("\n".join(lines) + "\n")
     except OSError as exc:
