@@ -225,13 +225,14 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,
 def page_policy(request: web.Request, *, framed: bool = True) -> str:
     """The Content-Security-Policy of a page with scripts: this origin's scripts only (no
     inline script, no eval), images from anywhere (gift pictures), media from MSE's blobs
-    (hls.js), and the chat's WebSocket on this host. `framed=False` forbids framing (the
+    and data: (hls.js: its empty caption track is a data:,WEBVTT), and the chat's WebSocket
+    on this host. `framed=False` forbids framing (the
     studio's one-click moderation must not be clickjacked)."""
     # 'self' covers ws(s): in CSP 3, but older Safari needs the WebSocket origin spelled out.
     host = request.host if _HOST.match(request.host) else ""
     sockets = f" ws://{host} wss://{host}" if host else ""
     return ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data: blob: http: https:; media-src 'self' blob:; "
+            "img-src 'self' data: blob: http: https:; media-src 'self' blob: data:; "
             f"worker-src 'self' blob:; connect-src 'self'{sockets}; object-src 'none'; "
             "base-uri 'none'; form-action 'self'"
             + ("" if framed else "; frame-ancestors 'none'"))

@@ -137,7 +137,7 @@ async def test_viewer_creator_and_overlay_in_chromium(
     print("\nbrowser console:", *result["console"], sep="\n  ")
     assert result["ok"], context
     assert KEY not in result["studioUrl"] and result["studioUrl"].endswith(f"/studio/{NAME}")
-    assert result["remembered"] == "Ada"
+    assert result["remembered"] == "Ada" and result["sameUser"], context
     # The HTML came through as its characters, on every page, and ran nothing.
     for page in ("viewerTexts", "studioTexts", "overlayTexts"):
         assert "Hello from Ada!" in result[page] and PAYLOAD in result[page], (page, context)

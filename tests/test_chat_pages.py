@@ -199,7 +199,7 @@ async def test_the_watch_page_has_the_chat_beside_the_video(make_server: MakeSer
     assert '<aside class="chat" id="chat" data-stream="cam"' in page
     assert 'id="join-form"' in page and 'id="send-form"' in page and 'id="reactions"' in page
     assert '<script type="module" src="/static/watch.js"></script>' in page
-    assert "script-src 'self';" in policy and "media-src 'self' blob:" in policy
+    assert "script-src 'self';" in policy and "media-src 'self' blob: data:" in policy
     assert f"ws://127.0.0.1:{server.http_port}" in policy
 
 

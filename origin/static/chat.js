@@ -32,9 +32,12 @@ export const el = (tag, props = {}, ...children) => {
 
 /** The chat WebSocket of `stream`: joins with `join()` on every (re)connection, hands each
  * object to `handlers.object`, reconnects with backoff unless the server refused for good.
+ * A viewer's welcome carries a resume token: joining with it again keeps the same user id.
+ * It is kept in localStorage under `handlers.resumeKey` (when given), so a page reload is
+ * the same person too.
  *
  * handlers: join() -> the join object; welcome(welcome); object(obj); status(text, kind);
- * final(code, message): refused, not reconnecting. */
+ * final(code, message): refused, not reconnecting; resumeKey. */
 export class ChatSocket {
   constructor(stream, handlers) {
     this.url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}` +
@@ -47,7 +50,8 @@ export class ChatSocket {
     this.refusal = null;  // the error code that came before a close
     this.timer = null;
     this.pinger = null;
-    this.resume = null;  // the identity a welcome gave: a reconnection keeps the same user
+    // The identity a welcome gave: a reconnection keeps the same user.
+    this.resume = handlers.resumeKey ? storage.get(handlers.resumeKey) : "";
   }
 
   start() {
@@ -75,7 +79,10 @@ export class ChatSocket {
     if (obj.type === "welcome") {
       this.joined = true;
       this.attempt = 0;
-      if (obj.resume) this.resume = obj.resume;
+      if (obj.resume) {
+        this.resume = obj.resume;
+        if (this.handlers.resumeKey) storage.set(this.handlers.resumeKey, obj.resume);
+      }
       this.handlers.status?.("connected", "connected");
       this.handlers.welcome(obj);
       return;

@@ -83,7 +83,8 @@ $("unpin").addEventListener("click", () => send({ type: "pin", id: null }));
 $("user-close").addEventListener("click", () => { $("user-panel").hidden = true; });
 
 const socket = new ChatSocket(stream, {
-  join: () => ({ type: "join", name: stream }),
+  // The creator chats under the stream's name (display names stop at 32 characters).
+  join: () => ({ type: "join", name: stream.slice(0, 32) }),
   welcome: (obj) => {
     me = obj.user || null;
     room = obj.room || {};

@@ -41,6 +41,7 @@ const connect = (name) => {
   socket = new ChatSocket(stream, {
     // Without a name, a read-only join: the chat shows before the viewer picks a name.
     join: () => (name ? { type: "join", name } : { type: "join", watch: true }),
+    resumeKey: `golive.chat.resume.${stream}`,
     welcome,
     object: receive,
     status: (text, kind) => {

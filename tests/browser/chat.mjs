@@ -125,6 +125,14 @@ const chatScenario = async () => {
   result.remembered = await viewer.evaluate(() => localStorage.getItem("golive.chat.name"));
   done(step);
 
+  step = "a reload joins again by itself, as the same user";
+  const userId = await viewer.evaluate(() => window.golive.chat.user.id);
+  await viewer.reload({ waitUntil: "load" });
+  await viewer.waitForFunction(() => window.golive.chat && window.golive.chat.user,
+    null, { timeout: WAIT });
+  result.sameUser = (await viewer.evaluate(() => window.golive.chat.user.id)) === userId;
+  done(step);
+
   step = "the viewer writes, HTML included";
   for (const text of ["Hello from Ada!", PAYLOAD]) {
     await viewer.fill("#send-form input[name=text]", text);
