@@ -230,7 +230,8 @@ class Room:
             return out
         if not member.frames.take(now):
             member.flooding += 1
-            if member.flooding >= FLOOD_REFUSALS:
+            if member.flooding >= FLOOD_REFUSALS:  # out of the room now, closed by the edge
+                del self.members[conn]
                 out.closes.append(Close(conn, CLOSE_POLICY, "flooding"))
                 out.refused.append("flooding")
             else:
