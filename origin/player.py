@@ -32,6 +32,7 @@ from pathlib import Path
 from aiohttp import web
 
 from golive.names import is_valid_stream_name
+from golive.origin.chat_socket import CHAT
 from golive.origin.hls import PACKAGER
 from golive.packager.query import BroadcastStatus
 
@@ -337,18 +338,21 @@ async def watch(request: web.Request) -> web.Response:
     origin = html.escape(str(request.url.origin()))
     preview = (f'\n<meta property="og:title" content="{safe} on golive">'
                f'\n<meta property="og:image" content="{origin}/live/{safe}/thumbnail.jpg">')
-    body = f"""{header}
-<div class="with-chat"><div class="stage">
-<video id="video" controls muted autoplay playsinline data-src="{playlist}"
+    player = f"""<video id="video" controls muted autoplay playsinline data-src="{playlist}"
        data-info="/api/streams/{safe}" data-low-latency="{int(low_latency)}"></video>
 <div class="bar"><label>Quality <select id="quality"><option value="-1">Auto</option>
 </select></label></div>
 <p id="stats">{"waiting for the stream to go live…" if broadcast is None else "starting…"}</p>
-</div>
-{CHAT_PANEL.format(stream=safe)}</div>
-<script src="/player/hls.min.js"></script>
-<script src="/player/golive.js"></script>
-<script type="module" src="/static/watch.js"></script>"""
+"""
+    scripts = ('<script src="/player/hls.min.js"></script>\n'
+               '<script src="/player/golive.js"></script>')
+    if CHAT not in request.app:  # `golive serve --no-chat`: the player alone, as before
+        return web.Response(text=page(name, f"{header}\n{player}{scripts}", head=preview),
+                            content_type="text/html",
+                            headers={**NO_CACHE, "Content-Security-Policy": page_policy(request)})
+    body = (f'{header}\n<div class="with-chat"><div class="stage">\n{player}</div>\n'
+            f"{CHAT_PANEL.format(stream=safe)}</div>\n{scripts}\n"
+            '<script type="module" src="/static/watch.js"></script>')
     return web.Response(text=page(name, body, head=preview, body_class="wide",
                                   stylesheets=("chat.css",)), content_type="text/html",
                         headers={**NO_CACHE, "Content-Security-Policy": page_policy(request)})

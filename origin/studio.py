@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from golive.names import is_valid_stream_name
-from golive.origin.chat_socket import CLIENT_ADDRESSES
+from golive.origin.chat_socket import CHAT, CLIENT_ADDRESSES
 from golive.origin.hls import PACKAGER
 from golive.origin.player import NO_CACHE, page, page_policy
 from golive.origin.sessions import CHECK_KEY, COOKIE, SESSIONS
@@ -143,7 +143,7 @@ async def studio(request: web.Request) -> web.Response:
     if not _signed_in(request, name):
         return _sign_in_page(request, name)
     safe = html.escape(name)
-    body = STUDIO_BODY.format(stream=safe)
+    body = STUDIO_BODY.format(stream=safe, chat=int(CHAT in request.app))
     return _html(page(f"studio · {name}", body, body_class="wide", stylesheets=("chat.css",)),
                  request=request)
 
@@ -252,7 +252,7 @@ STUDIO_BODY = """<header><h1>Studio · {stream}</h1>
 <nav><a href="/watch/{stream}">watch page</a> · <a href="/overlay/{stream}">overlay</a>
 (an OBS browser source) · <form class="inline" method="post" action="/studio/{stream}/logout">
 <button class="link">sign out</button></form></nav></header>
-<div class="studio" id="studio" data-stream="{stream}">
+<div class="studio" id="studio" data-stream="{stream}" data-chat="{chat}">
 <div class="column">
 <section class="panel"><h2>Stream</h2><dl class="health" id="health">
 <dt>state</dt><dd id="health-state">-</dd><dt>live for</dt><dd id="health-uptime">-</dd>

@@ -15,6 +15,7 @@ from helpers import MakeServer, eventually, http_get, scrape
 from publishers import RawPublisher, encode_clip
 
 import golive.origin.player
+from golive.chat.config import ChatConfig
 from golive.origin import studio
 from golive.origin.sessions import COOKIE
 from golive.origin.studio import SIGN_IN_ATTEMPTS, SignInLimiter
@@ -79,7 +80,7 @@ async def test_signing_in_to_the_studio_with_the_stream_key(
     async with aiohttp.ClientSession() as session, session.get(
             f"http://127.0.0.1:{port}/studio/{NAME}", headers=headers) as studio:
         page = await studio.text()
-        assert studio.status == 200 and 'id="studio" data-stream="cam"' in page
+        assert studio.status == 200 and 'id="studio" data-stream="cam" data-chat="1"' in page
         assert studio.headers["Cache-Control"] == "no-store"
         assert "frame-ancestors 'none'" in studio.headers["Content-Security-Policy"]
     assert '<script type="module" src="/static/studio.js"></script>' in page
@@ -201,6 +202,19 @@ async def test_the_watch_page_has_the_chat_beside_the_video(make_server: MakeSer
     assert '<script type="module" src="/static/watch.js"></script>' in page
     assert "script-src 'self';" in policy and "media-src 'self' blob: data:" in policy
     assert f"ws://127.0.0.1:{server.http_port}" in policy
+
+
+async def test_without_the_chat_the_watch_page_is_the_player_alone(
+        make_server: MakeServer) -> None:
+    server = await make_server(keys={KEY: NAME}, transcode=TranscodeConfig(enabled=False),
+                               chat=ChatConfig(enabled=False))
+    _, page = await http_get(server.http_port, f"/watch/{NAME}")
+    assert '<video id="video"' in page and 'id="chat"' not in page and "watch.js" not in page
+    response, _ = await _sign_in(server.http_port)  # the studio still signs in: its health
+    token = _session_cookie(response).split(";")[0].split("=", 1)[1]
+    _, studio_page = await http_get(server.http_port, f"/studio/{NAME}",
+                                    headers={"Cookie": f"{COOKIE}={token}"})
+    assert 'data-stream="cam" data-chat="0"' in studio_page
 
 
 async def test_scripts_are_files_of_this_origin_and_build_no_html(

@@ -336,4 +336,9 @@ const health = async () => {
 };
 health();
 setInterval(health, 5000);
-socket.start();
+if ($("studio").dataset.chat === "1") {
+  socket.start();
+} else {  // `golive serve --no-chat`: the stream's health alone
+  $("chat-status").textContent = "the chat is turned off on this server";
+  $("send-form").hidden = true;
+}
