@@ -6,7 +6,10 @@ client's address).
     GET  /api/admin/publishers              who publishes what, from which address
     POST /api/admin/publishers/{name}/kick  close that publisher's RTMP connection
     GET  /api/admin/keys                    the streams with a kept key (names, not keys)
-    POST /api/admin/keys/{name}/rotate      a new key for a kept stream, shown once
+    POST /api/admin/keys/{name}/rotate      a new key for a kept stream, shown once (its
+                                            studio sessions end)
+    GET  /api/admin/chat/{name}/audit       the room's moderation log, newest last
+    GET  /api/admin/chat/{name}/gifts       the room's gift ledger, newest last
 
 The routes are served by a second application on its own listener (`[admin]`, loopback by
 default), and with a bearer token also on the public port (`add_routes` there too). How a
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -38,8 +42,10 @@ from golive.ingest.key_store import KeyStore, KeyStoreError
 from golive.ingest.server import IngestService
 from golive.origin import hls
 from golive.origin.app import HUB, REGISTRY, Handler, metrics
+from golive.origin.chat_socket import CHAT
 from golive.origin.config import is_loopback
 from golive.origin.metrics import AdminMetrics
+from golive.origin.sessions import SESSIONS
 
 log = logging.getLogger("golive.admin")
 
@@ -147,10 +153,56 @@ async def rotate_key(request: web.Request) -> web.Response:
         return _error(404, f"{exc} (configured keys, --key or [ingest.keys], are changed in "
                            "the configuration)")
     request.app[ADMIN_METRICS].actions.labels("rotate_key").inc()
+    if SESSIONS in request.app:  # the old key's studio sign-ins end with it
+        request.app[SESSIONS].end_stream(name)
     log.info("admin %s: rotated the key of stream=%s; the old key is refused from the next "
              "publish", request.remote, name)
     # Shown once, as `golive keys rotate` does; the connected publisher, if any, stays on.
     return web.json_response({"stream": name, "key": secret}, headers=NO_STORE)
+
+
+MAX_LISTED = 1000
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(MAX_LISTED, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return 100
+
+
+async def chat_audit(request: web.Request) -> web.Response:
+    store = _chat_store(request)
+    if isinstance(store, web.Response):
+        return store
+    name = request.match_info["name"]
+    records = await store.audit(name, _limit(request))
+    return web.json_response({"stream": name, "audit": [{
+        "at": r.at, "actor": {"id": r.actor.id, "name": r.actor.name,
+                              "role": r.actor.role.value},
+        "action": r.action, "target": r.target, "detail": r.detail} for r in records]},
+        headers=NO_STORE)
+
+
+async def chat_gifts(request: web.Request) -> web.Response:
+    store = _chat_store(request)
+    if isinstance(store, web.Response):
+        return store
+    name = request.match_info["name"]
+    records = await store.gifts(name, _limit(request))
+    return web.json_response({"stream": name, "gifts": [{
+        "id": g.id, "at": g.at, "user": {"id": g.user.id, "name": g.user.name},
+        "gift": g.gift, "count": g.count, "coins": g.coins, "reference": g.reference}
+        for g in records]}, headers=NO_STORE)
+
+
+def _chat_store(request: web.Request) -> Any:
+    chat = request.app.get(CHAT)
+    if chat is None:
+        return _error(409, "the chat is off (--no-chat)")
+    if chat.store is None:
+        return _error(409, "golive runs without a state directory, so the chat keeps no log")
+    return chat.store
 
 
 def add_routes(app: web.Application, ingest: IngestService, key_store: KeyStore | None,
@@ -169,6 +221,8 @@ def add_routes(app: web.Application, ingest: IngestService, key_store: KeyStore 
     app.router.add_post("/api/admin/publishers/{name}/kick", _guarded(kick))
     app.router.add_get("/api/admin/keys", _guarded(list_keys))
     app.router.add_post("/api/admin/keys/{name}/rotate", _guarded(rotate_key))
+    app.router.add_get("/api/admin/chat/{name}/audit", _guarded(chat_audit))
+    app.router.add_get("/api/admin/chat/{name}/gifts", _guarded(chat_gifts))
 
 
 def build_admin_app(public: web.Application, ingest: IngestService, key_store: KeyStore | None,
@@ -180,5 +234,8 @@ def build_admin_app(public: web.Application, ingest: IngestService, key_store: K
     app[HUB] = public[HUB]
     app[hls.VIEWERS] = public[hls.VIEWERS]
     app[hls.ORIGIN_METRICS] = public[hls.ORIGIN_METRICS]
+    for key in (CHAT, SESSIONS):  # the chat's logs, and the studio sessions a rotation ends
+        if key in public:
+            app[key] = public[key]  # type: ignore[index]
     add_routes(app, ingest, key_store, admin_metrics, token)
     return app

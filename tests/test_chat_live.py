@@ -97,6 +97,10 @@ async def test_gifts_and_markers_land_on_the_timeline_of_every_rendition(make_se
         publisher.kill()
         await session.close()
         await billing.cleanup()
+    status, text = await http_get(server.admin_port, f"/api/admin/chat/{NAME}/gifts")
+    assert status == 200
+    assert [(g["gift"], g["count"], g["coins"], g["reference"])
+            for g in json.loads(text)["gifts"]] == [("rose", 3, 3, "bill-1")]
     lines = [json.loads(line) for line in (recording / "chat.jsonl").read_text().splitlines()]
     kinds = [line["type"] for line in lines]
     assert {"message", "gift", "marker"} <= set(kinds)
@@ -151,5 +155,11 @@ async def test_history_and_bans_survive_a_restart(make_server, tmp_path):
         assert welcome["room"]["slow_mode"] == 30
         troll = await _connect(session, again.http_port, "troll")  # the name is banned
         assert (await troll.next("error"))["code"] == "banned"
-    audit = Path(state) / "chat.sqlite3"
-    assert audit.is_file()
+    # The operator reads the moderation log on the admin listener.
+    status, text = await http_get(again.admin_port, f"/api/admin/chat/{NAME}/audit")
+    assert status == 200
+    audit = json.loads(text)["audit"]
+    assert [(a["action"], a["actor"]["role"]) for a in audit] == [
+        ("slow_mode", "creator"), ("ban", "creator")]
+    assert audit[1]["target"] == troll_id
+    assert (Path(state) / "chat.sqlite3").is_file()

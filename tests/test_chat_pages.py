@@ -16,6 +16,7 @@ from publishers import RawPublisher, encode_clip
 
 import golive.origin.player
 from golive.chat.config import ChatConfig
+from golive.ingest.key_store import KeyStore
 from golive.origin import studio
 from golive.origin.sessions import COOKIE
 from golive.origin.studio import SIGN_IN_ATTEMPTS, SignInLimiter
@@ -281,3 +282,21 @@ async def test_a_recording_replays_with_its_chat(make_server: MakeServer,
     for bad in ("/recordings/cam/20260101T000000Z/", f"/recordings/cam/{link.group(2)}x/",
                 "/recordings/cam/..%2F..%2F/chat.jsonl"):
         assert (await http_get(server.http_port, bad))[0] == 404, bad
+
+
+async def test_rotating_the_key_signs_the_studio_out(make_server: MakeServer,
+                                                     tmp_path: Path) -> None:
+    kept = KeyStore(tmp_path)
+    old = kept.add(NAME)
+    kept.close()
+    server = await make_server(state_dir=str(tmp_path), transcode=TranscodeConfig(enabled=False))
+    response, _ = await _sign_in(server.http_port, old)
+    assert response.status == 303
+    cookie = _session_cookie(response).split(";")[0]
+    status, page = await http_get(server.http_port, f"/studio/{NAME}", {"Cookie": cookie})
+    assert status == 200 and 'class="signin' not in page
+    async with aiohttp.ClientSession() as session, session.post(
+            f"http://127.0.0.1:{server.admin_port}/api/admin/keys/{NAME}/rotate") as rotated:
+        assert rotated.status == 200
+    status, page = await http_get(server.http_port, f"/studio/{NAME}", {"Cookie": cookie})
+    assert 'class="signin' in page  # the old key's session ended with it
