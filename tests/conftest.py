@@ -4,12 +4,14 @@ helpers they share are in helpers.py)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from helpers import MakeServer
+from helpers import ROOT, MakeServer, browser_missing
 
 from golive.chat.config import ChatConfig
 from golive.config import Config
@@ -55,3 +57,26 @@ async def make_server() -> AsyncIterator[MakeServer]:
     yield make
     for server in servers:
         await asyncio.wait_for(server.close(), 10)
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> None:
+    """Node, hls.js, playwright-core and Chromium: installed by make when missing, else the
+    browser test is skipped saying what is missing and why make could not install it."""
+    if not browser_missing():
+        return
+    if shutil.which("make") is None:
+        pytest.skip("browser test needs " + ", ".join(browser_missing()) + "; `make` is not "
+                    "there to install them")
+    try:
+        result = subprocess.run(["make", "--no-print-directory", "player", "browser-deps"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=900)
+        detail = (f"it exited {result.returncode}: "
+                  + (result.stderr or result.stdout).strip()[-500:]) if result.returncode else (
+            "it ran without error but did not provide them")
+    except subprocess.TimeoutExpired:
+        detail = "timed out"
+    missing = browser_missing()
+    if missing:
+        pytest.skip("browser test needs " + ", ".join(missing) + " and `make player "
+                    f"browser-deps` could not install it: {detail}")

@@ -5,6 +5,8 @@ tests/ on sys.path, as for conftest.py); the fixtures stay in conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import sys
 import time
@@ -140,3 +142,21 @@ def golive_command() -> list[str]:
     if executable.exists():
         return [str(executable)]
     return [sys.executable, "-c", "from golive.cli import main; main()"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
+
+
+def browser_missing() -> list[str]:
+    """What the browser tests need and this machine lacks: Node, hls.js and playwright-core
+    (`make player`), Debian's Chromium (`make browser-deps`)."""
+    missing = []
+    if shutil.which("node") is None:
+        missing.append("node (Node.js)")
+    for package in ("hls.js", "playwright-core"):
+        if not (ROOT / "node_modules" / package / "package.json").is_file():
+            missing.append(f"node_modules/{package} (`make player`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (`make browser-deps`)")
+    return missing

@@ -20,15 +20,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import statistics
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import http_get
+from helpers import CHROMIUM, http_get
 from publishers import PyAvPublisher
 
 from golive.config import Config
@@ -42,46 +40,11 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAY = ROOT / "tests" / "browser" / "play.mjs"
-CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
 KEY = "k-" + secrets.token_hex(8)
 NAME = "cam"
 FPS = 25
 PAGE_SECONDS = float(os.environ.get("GOLIVE_BROWSER_SECONDS", "10"))
 WARM_UP = 3.0  # seconds from opening a page before its measurements count
-
-
-def _missing() -> list[str]:
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node (Node.js)")
-    for package in ("hls.js", "playwright-core"):
-        if not (ROOT / "node_modules" / package / "package.json").is_file():
-            missing.append(f"node_modules/{package} (`make player`)")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (`make browser-deps`)")
-    return missing
-
-
-@pytest.fixture(scope="module")
-def browser_tools() -> None:
-    """Node, hls.js, playwright-core and Chromium: installed by make when missing."""
-    if not _missing():
-        return
-    if shutil.which("make") is None:
-        pytest.skip("browser test needs " + ", ".join(_missing()) + "; `make` is not there "
-                    "to install them")
-    try:
-        result = subprocess.run(["make", "--no-print-directory", "player", "browser-deps"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=900)
-        detail = (f"it exited {result.returncode}: "
-                  + (result.stderr or result.stdout).strip()[-500:]) if result.returncode else (
-            "it ran without error but did not provide them")
-    except subprocess.TimeoutExpired:
-        detail = "timed out"
-    missing = _missing()
-    if missing:
-        pytest.skip("browser test needs " + ", ".join(missing) + " and `make player "
-                    f"browser-deps` could not install it: {detail}")
 
 
 @dataclass

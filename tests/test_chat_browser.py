@@ -24,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from helpers import eventually, http_get
+from helpers import CHROMIUM, eventually, http_get
 from publishers import PyAvPublisher, RawPublisher, encode_clip
 
 from golive.chat.config import ChatConfig
@@ -47,23 +46,9 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "browser" / "chat.mjs"
-CHROMIUM = Path(os.environ.get("GOLIVE_CHROMIUM", "/usr/bin/chromium"))
 KEY = "k-" + secrets.token_hex(12)
 NAME = "cam"
 PAYLOAD = "<img src=x onerror=alert(1)>"
-
-
-def _missing() -> list[str]:
-    """What the browser test needs (as test_browser.py: Node, playwright-core, Chromium)."""
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node (Node.js)")
-    for package in ("hls.js", "playwright-core"):
-        if not (ROOT / "node_modules" / package / "package.json").is_file():
-            missing.append(f"node_modules/{package} (`make player`)")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (`make browser-deps`)")
-    return missing
 
 
 @pytest.fixture
@@ -105,13 +90,6 @@ async def _scenario(port: int, *extra: str) -> dict[str, Any]:
     result = json.loads(out)
     assert isinstance(result, dict)
     return result
-
-
-@pytest.fixture
-def browser_tools() -> None:
-    missing = _missing()
-    if missing:
-        pytest.skip("the chat browser test needs " + ", ".join(missing))
 
 
 async def test_viewer_creator_and_overlay_in_chromium(
