@@ -51,7 +51,14 @@ from .hls import publish as publish_video
 from .hls_latency import DEFAULT_PART, LatencyRun, Observation, describe, observe
 from .hls_latency import _match as match_frames  # private there; asked to make it public
 from .hls_latency import rows as latency_rows
-from .servers import REPO, CpuSampler, ServerProcess, _die_with_parent, free_port
+from .servers import (
+    REPO,
+    CpuSampler,
+    ServerProcess,
+    _die_with_parent,
+    free_port,
+    machine_load,
+)
 
 GOAL_CLIENTS = 5000
 GOAL_RATE = 50.0
@@ -221,6 +228,7 @@ class ChatRun:
     rss_mb: float = math.nan
     peak_rss_mb: float = math.nan
     golive_alive: bool = True
+    busy_before: float = 0.0  # cores busy on the machine just before the run (other work)
 
     @property
     def latency(self) -> dict[str, float]:
@@ -277,7 +285,8 @@ class ChatRun:
             f"CPU (% of one core): golive {pct(self.golive_cpu)}, load generator "
             f"{pct(self.generator_cpu)} (its own count {r['cpu'] * 100:.0f}%: user "
             f"{r['cpu_user'] * 100:.0f}%, sys {r['cpu_system'] * 100:.0f}%), this process "
-            f"{pct(self.bench_cpu)}, everything else incl. the kernel {pct(self.other_cpu)}; "
+            f"{pct(self.bench_cpu)}, everything else incl. the kernel {pct(self.other_cpu)} "
+            f"(before the run: {self.busy_before * 100:.0f}%); "
             f"golive RSS {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f})"
         )
 
@@ -318,6 +327,7 @@ def _measure(run: ChatRun, sampler: CpuSampler, window: tuple[float, float]) -> 
 
 async def chat_run(clients: int, rate: float, seconds: float) -> ChatRun:
     """One N on a fresh server: join, send for `seconds`, report."""
+    busy = machine_load()
     with ChatGolive() as golive:
         async with Generator(golive.http_port, clients, rate, seconds) as gen:
             with CpuSampler({"golive": golive.pid, "generator": gen.pid}) as sampler:
@@ -327,7 +337,7 @@ async def chat_run(clients: int, rate: float, seconds: float) -> ChatRun:
                 rss = golive.memory()  # at the end of the window: everyone still joined
                 report = await gen.event("report", 120)
             run = ChatRun(clients, rate, report, rss_mb=rss[0], peak_rss_mb=rss[1],
-                          golive_alive=golive.alive())
+                          golive_alive=golive.alive(), busy_before=busy)
             _measure(run, sampler, tuple(report["window"]))  # type: ignore[arg-type]
     log(run.summary())
     return run
