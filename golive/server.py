@@ -12,11 +12,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from golive import process_metrics
+from golive.chat.metrics import ChatMetrics
+from golive.chat.service import ChatService
 from golive.config import Config
 from golive.hub import Hub
 from golive.ingest.key_store import KeyStore
 from golive.ingest.metrics import IngestMetrics
 from golive.ingest.server import IngestService
+from golive.origin import hls
 from golive.origin.admin import add_routes as add_admin_routes
 from golive.origin.admin import build_admin_app
 from golive.origin.app import build_app
@@ -68,8 +71,13 @@ class Server:
                                         forget_stream=self.stream_series.forget)
         process_metrics.register(self.registry, self.transcoder.pool.worker_pids
                                  if self.transcoder else dict)
+        self.chat = (ChatService(config.chat, ChatMetrics(self.registry),
+                                 hls_viewers=self._hls_viewers)
+                     if config.chat.enabled else None)
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir,
-                             known_names=self._known_names)
+                             known_names=self._known_names, chat=self.chat,
+                             check_key=self.ingest.keys.is_key_of,
+                             admin_token=config.admin.token)
         admin = config.admin
         admin_metrics = AdminMetrics(self.registry)
         if admin.token is not None:  # the operator chose a token: admin on the public port too
@@ -86,6 +94,9 @@ class Server:
         ingest = self.config.ingest
         return None if ingest.open or ingest.webhook_url else self.ingest.keys.names()
 
+    def _hls_viewers(self, stream: str) -> int:
+        return self.app[hls.VIEWERS].count(stream)
+
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
 
@@ -94,6 +105,8 @@ class Server:
 
     async def start(self) -> None:
         await self.ingest.start()
+        if self.chat is not None:
+            await self.chat.start()
         self._runner = GuardedAppRunner(self.app, self.config.http, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port,
@@ -121,6 +134,8 @@ class Server:
     async def close(self) -> None:
         self.stopping()
         await self.ingest.close()
+        if self.chat is not None:
+            await self.chat.close()
         await self.packager.close()
         if self.transcoder is not None:
             await self.transcoder.close()

@@ -43,6 +43,13 @@ class KeyTable:
         """Whether `text` is one of the configured or kept keys (to keep it out of a log)."""
         return self._known(text) is not None
 
+    def is_key_of(self, name: str, key: str) -> bool:
+        """Whether `key` publishes the stream `name` (a creator signing in to its studio)."""
+        known = self._known(key)
+        if known is not None:
+            return known == name
+        return self.open_mode and open_mode_name(key) == name
+
     def _known(self, key: str) -> str | None:
         """The stream a configured or kept `key` is for."""
         self._refresh()

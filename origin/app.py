@@ -9,10 +9,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from golive.chat.service import ChatService
 from golive.hub import Hub
 from golive.media import Track, TrackKind
-from golive.origin import hls, player
+from golive.origin import chat_socket, hls, player
+from golive.origin.client_address import ClientAddresses
 from golive.origin.metrics import OriginMetrics
+from golive.origin.sessions import CHECK_KEY, SESSIONS, StudioSessions
 from golive.origin.viewers import ViewerCounter
 from golive.packager.service import PackagerService
 
@@ -114,8 +117,13 @@ async def count_responses(request: web.Request, handler: Handler) -> web.StreamR
 
 def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
               player_dir: str | None = None,
-              known_names: Callable[[], frozenset[str] | None] = lambda: None,
+              known_names: Callable[[], frozenset[str] | None] = lambda: None, *,
+              chat: ChatService | None = None,
+              check_key: Callable[[str, str], bool] = lambda name, key: False,
+              admin_token: str | None = None,
               ) -> web.Application:
+    """`chat`: the chat service behind `/chat/<name>` (None: no chat); `check_key`: whether
+    a secret is a stream's key (the creator's sign-in)."""
     app = web.Application(middlewares=[count_responses])
     app[REGISTRY] = registry
     app[HUB] = hub
@@ -127,4 +135,21 @@ def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
     app.router.add_get("/api/streams/{name}", stream_info)
     hls.add_routes(app)
     player.add_routes(app, player_dir, known_names)
+    app[SESSIONS] = StudioSessions()
+    app[CHECK_KEY] = check_key
+    if chat is not None:
+        app[chat_socket.CHAT] = chat
+        app[chat_socket.CLIENT_ADDRESSES] = ClientAddresses(chat.config.trusted_proxies)
+        app[chat_socket.ADMIN_TOKEN] = admin_token or ""
+        app[chat_socket.ROOM_ALLOWED] = lambda name: _room_allowed(packager, known_names, name)
+        chat_socket.add_routes(app)
     return app
+
+
+def _room_allowed(packager: PackagerService,
+                  known_names: Callable[[], frozenset[str] | None], name: str) -> bool:
+    """A room opens for a stream that exists or may come (as its watch page waits)."""
+    if packager.status(name) is not None:
+        return True
+    known = known_names()
+    return known is None or name in known

@@ -9,7 +9,10 @@ stream a cookie speaks for (the creator's role).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from aiohttp import web
 
 COOKIE = "golive_studio"
 TOKEN_BYTES = 32
@@ -60,3 +63,9 @@ class StudioSessions:
     def _expire(self, now: float) -> None:
         for token in [t for t, s in self._sessions.items() if s.expires <= now]:
             del self._sessions[token]
+
+
+# How the origin's handlers reach them (the studio page, the chat socket).
+SESSIONS = web.AppKey("studio_sessions", StudioSessions)
+# Is `secret` the stream key of stream `name`? (Constant-time inside; from ingest's keys.)
+CHECK_KEY = web.AppKey("check_key", Callable[[str, str], bool])

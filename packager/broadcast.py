@@ -15,6 +15,10 @@ their own, wired here once: `TrackSettling` (which tracks), `AacSidePath` (audio
 listeners on the source lane's parts (`LongGopPolicy`, `TsOutput`, `TranscodedRenditions`,
 `BroadcastRecording`), each registered in the order they must hear of a part.
 
+Date ranges (gifts, pins, markers from chat) reach every rendition through `add_date_range`,
+which only a live broadcast takes, and the recording keeps them all; `live_date` is the date
+chat stamps its events with.
+
 Muxing a part takes a fraction of a millisecond (see `fmp4.py`), so it runs on the event loop
 between units: a thread hop would cost more than the work.
 """
@@ -25,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import av
@@ -38,6 +43,7 @@ from golive.packager.lane import Lane
 from golive.packager.live_edge import LiveEdge
 from golive.packager.long_gop import LongGopPolicy
 from golive.packager.metrics import PackagerMetrics
+from golive.packager.playlist import DateRange
 from golive.packager.recording import BroadcastRecording, Recorder
 from golive.packager.rendition import Rendition
 from golive.packager.renditions import SOURCE, RenditionSet
@@ -350,6 +356,39 @@ class Broadcast:
         if self.recording is not None and not self.ended:
             self.recording.end()  # shutting down: the recording is a VOD playlist already
         self.renditions.close()
+
+    # -- the timeline (chat) ----------------------------------------------------------------
+
+    def add_date_range(self, date_range: DateRange) -> bool:
+        """List it in every rendition's playlist and keep it in the recording. False, and
+        nothing listed, unless a publisher is live (not in the grace period, not ended), or
+        when the renditions refuse it (its ID is listed already, or too many are)."""
+        if not self.live or self.ended or not self.renditions.add_date_range(date_range):
+            return False
+        if self.recording is not None:
+            self.recording.add_date_range(date_range)
+        self.renditions.write_changed()
+        return True
+
+    @property
+    def live_date(self) -> float | None:
+        """PROGRAM-DATE-TIME (epoch seconds) where the source's newest listed media ends, the
+        date of the frame a viewer at the live edge sees now; None unless a publisher is live
+        and media is listed. Cheap: asked for every chat message."""
+        if not self.live or self.ended:
+            return None
+        return self.renditions.source.listed_until
+
+    @property
+    def recording_dir(self) -> Path | None:
+        """The directory of the recording while it records (`--record-dir`), for files kept
+        beside it (chat.jsonl); None without one, once it ended, or after it failed. It may
+        not exist yet: the recording creates it with its first file."""
+        recording = self.recording
+        recorder = recording.recorder if recording is not None else None
+        if recorder is None or recorder.ended or not self.config.record_dir:
+            return None
+        return Path(self.config.record_dir) / recorder.prefix
 
     # -- for the origin ---------------------------------------------------------------------
 

@@ -118,7 +118,8 @@ def broadcast_status(broadcast: Broadcast) -> BroadcastStatus:
 
 # A recording's files: <name>/<UTC start>/<file>, as `Broadcast` lays them out.
 _RECORDED = re.compile(r"^\d{8}T\d{6}Z$")
-_RECORDED_FILE = re.compile(r"^(?:index\.m3u8|init-\d+\.mp4|seg-\d+\.(?:m4s|ts))$")
+# chat.jsonl: the broadcast's chat, kept beside its recording by the chat service.
+_RECORDED_FILE = re.compile(r"^(?:index\.m3u8|init-\d+\.mp4|seg-\d+\.(?:m4s|ts)|chat\.jsonl)$")
 
 
 def recording_file(record_dir: str | None, stream: str, started: str,

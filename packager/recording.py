@@ -17,6 +17,10 @@ written first).
 TARGETDURATION may not change within a playlist, so the EVENT playlists use the live
 playlists' target (which the segmenter keeps every EXTINF within) unless a real segment
 rounds above it; the final VOD playlist uses the longest real segment, rounded.
+
+Every date range added while recording (gifts, pins, markers: EXT-X-DATERANGE) is kept and
+listed from the next playlist written, so the recording's timeline carries them all. They are
+not written at once: the playlist is rewritten per segment, never per chat event.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
-from golive.packager.playlist import MediaPlaylist, SegmentEntry, render_media_playlist
+from golive.packager.playlist import (
+    DateRange,
+    MediaPlaylist,
+    SegmentEntry,
+    render_media_playlist,
+)
 from golive.packager.rendition import Rendition
 from golive.packager.store import Store
 from golive.packager.timeline import Part
@@ -49,6 +58,7 @@ class Recorder:
         self.fmp4 = fmp4  # False: MPEG-TS segments, no EXT-X-MAP, VERSION 3
         self.target_duration = target_duration  # the live playlists' TARGETDURATION
         self.segments: list[SegmentEntry] = []
+        self.date_ranges: list[DateRange] = []
         self.init_uri = ""
         self.ended = False
 
@@ -81,6 +91,12 @@ class Recorder:
             independent=independent, discontinuity=discontinuity and bool(self.segments)))
         self._write(ended=False)
 
+    def add_date_range(self, date_range: DateRange) -> None:
+        """Listed from the next playlist written (the next segment's, or the final one);
+        none once ended (a VOD playlist must never change)."""
+        if not self.ended:
+            self.date_ranges.append(date_range)
+
     def end(self) -> None:
         """The broadcast is over: the final VOD playlist, with ENDLIST."""
         if self.ended:
@@ -97,7 +113,7 @@ class Recorder:
             target_duration=target,
             media_sequence=self.segments[0].sequence if self.segments else 0,
             discontinuity_sequence=0, segments=self.segments, ended=ended,
-            playlist_type="VOD" if ended else "EVENT"))
+            playlist_type="VOD" if ended else "EVENT", date_ranges=tuple(self.date_ranges)))
 
     def _write(self, ended: bool) -> None:
         self.store.put(self.playlist_key, self.render(ended).encode())
@@ -147,6 +163,9 @@ class BroadcastRecording:
         self._do(lambda recorder: recorder.add_segment(
             s.sequence, self._live.get(rendition.prefix + s.uri) or b"", s.duration_ms,
             s.independent, s.discontinuity, s.program_date_time))
+
+    def add_date_range(self, date_range: DateRange) -> None:
+        self._do(lambda recorder: recorder.add_date_range(date_range))
 
     def end(self) -> None:
         self._do(lambda recorder: recorder.end())

@@ -3,7 +3,9 @@
 Parts come in already muxed; this module numbers them, stores their bytes, keeps the window
 CONFORMANCE.md asks for, and renders the playlist text through `playlist.py`. Waiting for a
 segment or part (blocking playlist reload, preload hints) is event-driven: every change
-completes one `asyncio.Event`, so waiters wake exactly when something is listed.
+completes one `asyncio.Event`, so waiters wake exactly when something is listed. The
+broadcast's date ranges (`set_date_ranges`) change the text but list no media: they wake
+nobody.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from golive.packager.playlist import (
+    DateRange,
     MediaPlaylist,
     PartEntry,
     RenditionReport,
@@ -87,6 +90,8 @@ class Rendition:
         self.version = 0  # bumps on every change; the origin caches renderings by it
         self.last_media_ms: int | None = None  # end of the newest listed part, media time
         self.extension = extension  # of segment files: m4s (fMP4) or ts (MPEG-TS)
+        # The broadcast's (`RenditionSet.add_date_range`); the renderer lists those in the window.
+        self.date_ranges: tuple[DateRange, ...] = ()
 
     # -- input from the packager ------------------------------------------------------------
 
@@ -134,11 +139,14 @@ class Rendition:
         self._changed_now()
 
     def add_segment(self, sequence: int, data: bytes, duration_ms: int, independent: bool,
-                    now: float | None = None) -> None:
-        """A whole segment at once, with no parts (MPEG-TS); numbered like its fMP4 twin."""
+                    now: float | None = None, program_date_time: float | None = None) -> None:
+        """A whole segment at once, with no parts (MPEG-TS); numbered like its fMP4 twin, and
+        dated like it when `program_date_time` says its date (else on this one's clock)."""
         now = time.time() if now is None else now
+        if program_date_time is None:
+            program_date_time = self._next_date(duration_ms, now)
         segment = SegmentRecord(
-            sequence=sequence, program_date_time=self._next_date(duration_ms, now),
+            sequence=sequence, program_date_time=program_date_time,
             init_uri=self.init_uri, discontinuity=self._pending_discontinuity,
             independent=independent, duration_ms=duration_ms, size=len(data), complete=True,
             extension=self.extension)
@@ -182,6 +190,14 @@ class Rendition:
             # Continuous media: the date follows the media timeline, not arrival jitter.
             return follows
         return max(now - duration_ms / 1000, follows)  # dates never run backwards
+
+    def set_date_ranges(self, date_ranges: tuple[DateRange, ...]) -> None:
+        """The broadcast's date ranges changed: a new text and version (the origin caches
+        renderings by it), but no wake-up: blocking-reload and preload-hint waiters wait for
+        media, and none was listed."""
+        self.date_ranges = date_ranges
+        self._text = None
+        self.version += 1
 
     def end(self, now: float | None = None) -> None:
         """The broadcast is over: close the open segment and add ENDLIST."""
@@ -275,6 +291,20 @@ class Rendition:
         return len(self.segments[-1].parts) - 1 if self.segments else -1
 
     @property
+    def window_start(self) -> float | None:
+        """PROGRAM-DATE-TIME of the first listed segment (the open one when none is complete)."""
+        first = self.segments[0] if self.segments else self.open
+        return first.program_date_time if first is not None else None
+
+    @property
+    def listed_until(self) -> float | None:
+        """PROGRAM-DATE-TIME (epoch seconds) where the newest listed media ends: the open
+        segment's date plus its parts so far, else the last segment's end; None before any."""
+        last = self.open if self.open is not None else (
+            self.segments[-1] if self.segments else None)
+        return last.program_date_time + last.duration_ms / 1000 if last is not None else None
+
+    @property
     def has_media(self) -> bool:
         return self.open is not None or bool(self.segments)
 
@@ -361,7 +391,7 @@ class Rendition:
             ended=self.ended, part_target=part_target, open_parts=open_parts,
             open_program_date_time=open_pdt, open_init_uri=open_init,
             open_discontinuity=open_discontinuity, preload_hint=hint,
-            rendition_reports=reports)
+            rendition_reports=reports, date_ranges=self.date_ranges)
 
     def text(self) -> str:
         if self._text is None:

@@ -3,8 +3,9 @@
 It owns what concerns them together: numbering a new rung on from the source, the rendition
 reports every fMP4 playlist carries about the others, the master playlist (which renditions
 are offered, in what order, rendered once per change) and, with a disk store, writing the
-playlists that changed. The lanes that fill the renditions and the broadcast that owns them
-stay outside: this is only the shelf they are listed on.
+playlists that changed, and the broadcast's date ranges (EXT-X-DATERANGE), which every
+rendition lists. The lanes that fill the renditions and the broadcast that owns them stay
+outside: this is only the shelf they are listed on.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from golive.packager.config import HlsConfig
-from golive.packager.playlist import MasterPlaylist, Variant, render_master_playlist
+from golive.packager.playlist import (
+    DateRange,
+    MasterPlaylist,
+    Variant,
+    date_range_in_window,
+    render_master_playlist,
+)
 from golive.packager.rendition import Rendition
 from golive.packager.store import Store
 from golive.packager.timeline import TimelineConfig
 
 SOURCE = "source"  # the rendition that passes the publisher's encoding through untouched
 TS = "ts"  # MPEG-TS for legacy players (hls.mpegts); not in the (fMP4) master playlist
+# Date ranges listed at once, at most: each is a line in every playlist on every reload, so a
+# flood (of gifts, say) must not make playlists grow without bound. Far above what chat sends
+# in a live window of some 12 s.
+MAX_DATE_RANGES = 200
 
 
 class RenditionSet:
@@ -46,6 +57,7 @@ class RenditionSet:
         self._master: tuple[tuple[int, ...], str] | None = None
         self._written: dict[str, int] = {}  # rendition -> version last written to the store
         self._written_master = ""
+        self.date_ranges: tuple[DateRange, ...] = ()  # those still in some rendition's window
 
     def _new(self, name: str, first_sequence: int) -> Rendition:
         config = self._config
@@ -58,6 +70,8 @@ class RenditionSet:
         """A transcoded rendition, numbered on from the source; every fMP4 rendition's
         playlist reports on the others (EXT-X-RENDITION-REPORT)."""
         rendition = self._new(name, self.source.next_sequence)
+        self._forget_old_date_ranges()
+        rendition.date_ranges = self.date_ranges  # it lists those its window will reach
         self._all[name] = rendition
         self._rung_sizes[name] = short_side
         fmp4 = [r for n, r in self._all.items() if n != TS]
@@ -91,6 +105,30 @@ class RenditionSet:
         """Where a broadcast of the same name numbers on from, so a CDN never sees a
         segment name twice."""
         return max(r.next_sequence for r in self._all.values())
+
+    # -- date ranges --------------------------------------------------------------------------
+
+    def add_date_range(self, date_range: DateRange) -> bool:
+        """List it in every rendition (the source, the rungs, MPEG-TS) from its next reload.
+        False, and nothing listed, when its ID is listed already (bis 6.2.1: an ID is never
+        reused for a new range) or MAX_DATE_RANGES are."""
+        self._forget_old_date_ranges()
+        kept = self.date_ranges
+        if len(kept) >= MAX_DATE_RANGES or any(d.id == date_range.id for d in kept):
+            return False
+        self.date_ranges = (*kept, date_range)
+        for rendition in self._all.values():
+            rendition.set_date_ranges(self.date_ranges)
+        return True
+
+    def _forget_old_date_ranges(self) -> None:
+        """Those out of every rendition's window (the renderer no longer lists them), so a
+        rung that starts late gets only those that can still be in its window. Renditions
+        with no media yet do not hold any back: their window starts at the newest media."""
+        starts = [start for r in self._all.values() if (start := r.window_start) is not None]
+        if starts:
+            self.date_ranges = tuple(d for d in self.date_ranges
+                                     if date_range_in_window(d, min(starts)))
 
     # -- the master playlist ------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The packager: a `Broadcast` for every stream the hub starts, and the origin's questions.
 
 One broadcast per public stream name (see `broadcast.py` for its lifecycle). The origin asks
-only what `file` and `status` answer (`query.py`), never walks the broadcasts themselves.
+only what `file` and `status` answer (`query.py`), never walks the broadcasts themselves; chat
+only what `add_date_range`, `live_date` and `recording_dir` answer, by stream name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from golive.hub import Hub, LiveStream
 from golive.packager.broadcast import Broadcast
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
+from golive.packager.playlist import DateRange
 from golive.packager.query import (
     BroadcastStatus,
     HlsFile,
@@ -85,6 +87,28 @@ class PackagerService:
 
     def get(self, name: str) -> Broadcast | None:
         return self.broadcasts.get(name)
+
+    # -- chat's questions -----------------------------------------------------------------------
+
+    def add_date_range(self, stream: str, date_range: DateRange) -> bool:
+        """An EXT-X-DATERANGE for every rendition of the live broadcast `stream` (and its
+        recording). False when no broadcast of that name is live, or it refused the range
+        (its ID is listed already, or `renditions.MAX_DATE_RANGES` are)."""
+        broadcast = self.broadcasts.get(stream)
+        return broadcast is not None and broadcast.add_date_range(date_range)
+
+    def live_date(self, stream: str) -> float | None:
+        """PROGRAM-DATE-TIME (epoch seconds) of the newest frame the live broadcast `stream`
+        lists; None when there is none (not started, in its grace period, ended)."""
+        broadcast = self.broadcasts.get(stream)
+        return broadcast.live_date if broadcast is not None else None
+
+    def recording_dir(self, stream: str) -> Path | None:
+        """The directory of the broadcast's current recording (None without --record-dir or
+        when not recording), where chat keeps chat.jsonl beside the playlist; it is created
+        with the recording's first file, so whoever writes there first creates it."""
+        broadcast = self.broadcasts.get(stream)
+        return broadcast.recording_dir if broadcast is not None else None
 
     # -- the origin's questions ---------------------------------------------------------------
 

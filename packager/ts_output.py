@@ -1,10 +1,12 @@
 """Classic MPEG-TS HLS beside the fMP4 rendition, for players that know nothing else.
 
-It follows the fMP4 source rendition part by part: the same segment boundaries, numbers and
-discontinuities, so `ts/seg-N.ts` holds the same media as `source/seg-N.m4s`. A TS segment is
-complete once the next segment's first unit is known (see `TsMuxer.mux_segment`), so it is
-listed one part after its fMP4 twin. H.264 (with or without AAC) only: HEVC and AV1 are
-fMP4-only in HLS, and audio-only TS segments would not start with PAT/PMT.
+It follows the fMP4 source rendition part by part: the same segment boundaries, numbers,
+discontinuities and PROGRAM-DATE-TIMEs, so `ts/seg-N.ts` holds the same media as
+`source/seg-N.m4s` at the same dates (which chat's date ranges are stamped on). A TS segment
+is complete once the next segment's first unit is known (see `TsMuxer.mux_segment`), so it is
+listed one part after its fMP4 twin: dated on its own clock, it would start a part late.
+H.264 (with or without AAC) only: HEVC and AV1 are fMP4-only in HLS, and audio-only TS
+segments would not start with PAT/PMT.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class TsOutput:
         self._sequence = -1
         self._duration_ms = 0
         self._independent = False
+        self._date: float | None = None  # the fMP4 twin's PROGRAM-DATE-TIME
 
     def start(self, tracks: list[Track]) -> None:
         """A new timeline (publication or codec change): the next segment is discontinuous."""
@@ -57,6 +60,10 @@ class TsOutput:
         if part.first_in_segment or not self._units:
             self._sequence, self._duration_ms = sequence, 0
             self._independent = part.independent
+            twin = source.open if source.open is not None else (
+                source.segments[-1] if source.segments else None)
+            self._date = twin.program_date_time if twin is not None and (
+                twin.sequence == sequence) else None
         self._units.extend(part.units)
         self._duration_ms += part.duration_ms
 
@@ -84,4 +91,5 @@ class TsOutput:
             log.warning("stream %s: TS segment %d not muxed: %s", self.stream, self._sequence, exc)
             self.rendition.mark_discontinuity()
             return
-        self.rendition.add_segment(self._sequence, data, self._duration_ms, self._independent)
+        self.rendition.add_segment(self._sequence, data, self._duration_ms, self._independent,
+                                   program_date_time=self._date)

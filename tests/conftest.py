@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from helpers import MakeServer
 
+from golive.chat.config import ChatConfig
 from golive.config import Config
 from golive.ingest.config import IngestConfig
 from golive.origin.config import AdminConfig, HttpConfig
@@ -38,12 +39,14 @@ async def make_server() -> AsyncIterator[MakeServer]:
 
     async def make(hls: HlsConfig | None = None, transcode: TranscodeConfig | None = None,
                    http: HttpConfig | None = None, admin: AdminConfig | None = None,
-                   state_dir: str | None = None, **ingest: Any) -> Server:
+                   state_dir: str | None = None, chat: ChatConfig | None = None,
+                   **ingest: Any) -> Server:
         config = Config(ingest=IngestConfig(host="127.0.0.1", port=0, **ingest),
                         http=replace(http or HttpConfig(), host="127.0.0.1", port=0),
                         hls=hls or HlsConfig(),
                         transcode=transcode or TranscodeConfig(),
-                        admin=admin or AdminConfig(port=0), state_dir=state_dir)
+                        admin=admin or AdminConfig(port=0), state_dir=state_dir,
+                        chat=chat or ChatConfig())
         server = Server(config)
         await server.start()
         servers.append(server)

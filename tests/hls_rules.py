@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 MIN_WINDOW_SEGMENTS = 6  # Apple: a live playlist lists at least six segments
@@ -29,6 +29,15 @@ _SINGLE = ("EXT-X-VERSION", "EXT-X-TARGETDURATION", "EXT-X-MEDIA-SEQUENCE",
            "EXT-X-ENDLIST", "EXT-X-PLAYLIST-TYPE", "EXT-X-INDEPENDENT-SEGMENTS")
 _SEGMENT_TAGS = ("EXTINF", "EXT-X-DISCONTINUITY", "EXT-X-PROGRAM-DATE-TIME", "EXT-X-MAP",
                  "EXT-X-PART", "EXT-X-GAP", "EXT-X-BYTERANGE", "EXT-X-KEY")
+# EXT-X-DATERANGE (bis 4.4.5.1): its attributes read loosely (any name, a quoted-string or a
+# bare value), so the rules can say what is wrong rather than skip what does not parse.
+_LOOSE_ATTRIBUTE = re.compile(r'([^=,"]*)=("[^"]*"|[^",]*)(?:,|$)')
+_DATERANGE_ATTRIBUTES = ("ID", "CLASS", "START-DATE", "CUE", "END-DATE", "DURATION",
+                         "PLANNED-DURATION", "SCTE35-CMD", "SCTE35-OUT", "SCTE35-IN",
+                         "END-ON-NEXT")
+_CLIENT_ATTRIBUTE = re.compile(r"^X-[A-Z0-9-]+$")  # an AttributeName in the X- namespace
+_DECIMAL = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")  # decimal-floating-point
+_CLIENT_VALUE = re.compile(r'^(?:"[^"\r\n]*"|0[xX][0-9A-Fa-f]+|-?[0-9]+(?:\.[0-9]+)?)$')
 
 
 class RuleViolation(AssertionError):
@@ -56,6 +65,43 @@ class Segment:
 
 
 @dataclass
+class DateRangeTag:
+    line: int
+    attributes: dict[str, str]  # as written: quoted values keep their quotes
+    errors: list[str] = field(default_factory=list)  # what could not be read
+
+    def text(self, name: str) -> str | None:
+        raw = self.attributes.get(name)
+        return raw[1:-1] if raw is not None and raw.startswith('"') else raw
+
+    def dates(self) -> tuple[datetime, datetime] | None:
+        """(START-DATE, its last date), when START-DATE reads; a range with no DURATION
+        counts as its first instant (as golive reads bis 6.2.1, see `_date_range_rules`)."""
+        try:
+            start = datetime.fromisoformat(self.text("START-DATE") or "")
+            duration = float(self.attributes.get("DURATION", "0"))
+        except ValueError:
+            return None
+        return start, start + timedelta(seconds=duration)
+
+
+def _date_range_tag(line: int, value: str) -> DateRangeTag:
+    tag = DateRangeTag(line, {})
+    position = 0
+    while position < len(value):
+        match = _LOOSE_ATTRIBUTE.match(value, position)
+        if match is None or match.end() == position:
+            tag.errors.append(f"cannot read an attribute from {value[position:]!r}")
+            break
+        name, raw = match.groups()
+        if name in tag.attributes:
+            tag.errors.append(f"attribute {name} appears twice")
+        tag.attributes[name] = raw
+        position = match.end()
+    return tag
+
+
+@dataclass
 class Playlist:
     """What a media playlist says, as written."""
 
@@ -72,6 +118,7 @@ class Playlist:
     open: Segment | None = None  # parts after the last complete segment
     preload_hints: list[dict[str, str]] = field(default_factory=list)
     rendition_reports: list[dict[str, str]] = field(default_factory=list)
+    date_ranges: list[DateRangeTag] = field(default_factory=list)
     ended: bool = False
     has_map: bool = False
     has_skip: bool = False
@@ -225,6 +272,8 @@ def parse(text: str) -> Playlist:
             pending_gap = True
         elif name == "EXT-X-SKIP":
             playlist.has_skip = True
+        elif name == "EXT-X-DATERANGE":
+            playlist.date_ranges.append(_date_range_tag(number, value))
         elif name == "EXT-X-PRELOAD-HINT":
             trailing = True
             playlist.preload_hints.append(attributes(value))
@@ -274,6 +323,7 @@ def media_violations(text: str, *, first_sequence: int | None = None,
     found += _header_rules(playlist)
     found += _segment_rules(playlist, independent)
     found += _low_latency_rules(playlist)
+    found += _date_range_rules(playlist)
     if (first_sequence is not None and playlist.media_sequence is not None
             and playlist.media_sequence > first_sequence and not playlist.ended):
         found += _window_rules(playlist, min_segments, "segments were removed")
@@ -478,6 +528,88 @@ def _part_window_rules(playlist: Playlist) -> list[str]:
     return found
 
 
+def _date_range_rules(playlist: Playlist) -> list[str]:
+    """EXT-X-DATERANGE syntax (bis 4.4.5.1): ID a quoted-string unique in the playlist (golive
+    never augments a range with a second tag of its ID); START-DATE a quoted ISO 8601 date
+    with a time zone; CLASS and END-DATE quoted; DURATION and PLANNED-DURATION decimal
+    numbers; every other name defined by the spec or an X- client attribute (an AttributeName:
+    A-Z, 0-9, -) whose value is a quoted-string, a hexadecimal-sequence or a
+    signed-decimal-floating-point; and at least one PROGRAM-DATE-TIME in the playlist."""
+    found: list[str] = []
+    ids: set[str] = set()
+    for tag in playlist.date_ranges:
+        where = f"EXT-X-DATERANGE (line {tag.line})"
+        found += [f"{where}: {error}" for error in tag.errors]
+        raw = tag.attributes
+        for name, value in raw.items():
+            if name in _DATERANGE_ATTRIBUTES:
+                continue
+            if not _CLIENT_ATTRIBUTE.match(name):
+                found.append(f"{where}: attribute {name!r} is neither the spec's nor an X- "
+                             "client attribute of A-Z, 0-9 and -")
+            elif not _CLIENT_VALUE.match(value):
+                found.append(f"{where}: {name}={value} is not a quoted-string, hexadecimal "
+                             "or decimal number")
+        for name in ("ID", "CLASS", "START-DATE", "END-DATE"):
+            if name in raw and not (len(raw[name]) >= 2 and raw[name][0] == raw[name][-1] == '"'):
+                found.append(f"{where}: {name} must be a quoted-string, got {raw[name]}")
+        identifier = tag.text("ID")
+        if not identifier:
+            found.append(f"{where}: no ID")
+        elif identifier in ids:
+            found.append(f"{where}: ID {identifier!r} is listed twice")
+        ids.add(identifier or "")
+        for name in ("START-DATE", "END-DATE"):
+            text = tag.text(name)
+            if text is None:
+                if name == "START-DATE":
+                    found.append(f"{where}: no START-DATE")
+                continue
+            try:
+                date = datetime.fromisoformat(text)
+            except ValueError:
+                found.append(f"{where}: {name} {text!r} is not ISO 8601")
+                continue
+            if date.tzinfo is None:
+                found.append(f"{where}: {name} {text!r} has no time zone")
+        for name in ("DURATION", "PLANNED-DURATION"):
+            if name in raw and not _DECIMAL.match(raw[name]):
+                found.append(f"{where}: {name}={raw[name]} is not a decimal-floating-point")
+    if playlist.date_ranges and not any(s.program_date_time for s in playlist.all_segments):
+        found.append("EXT-X-DATERANGE: the playlist has no EXT-X-PROGRAM-DATE-TIME (a playlist "
+                     "with date ranges must have one)")
+    return found
+
+
+def _date_range_reload_rules(old: Playlist, new: Playlist) -> list[str]:
+    """bis 6.2.1: "The server MUST NOT remove an EXT-X-DATERANGE tag from a Playlist if any
+    date in the range maps to a Media Segment in the Playlist", and a later tag of the same ID
+    "cannot change (or lose) attributes" (4.4.5.1.1). A range without a DURATION is read as
+    its START-DATE instant, as golive's renderer reads it (`date_range_in_window`)."""
+    found: list[str] = []
+    dated = [(s.program_date_time, s.duration if s.duration is not None
+              else sum((p.duration for p in s.parts), Decimal(0)))
+             for s in new.all_segments if s.program_date_time is not None]
+    listed = {tag.text("ID"): tag for tag in new.date_ranges}
+    for tag in old.date_ranges:
+        identifier = tag.text("ID")
+        now = listed.get(identifier)
+        if now is not None:
+            lost = {name: value for name, value in tag.attributes.items()
+                    if now.attributes.get(name) != value}
+            if lost:
+                found.append(f"EXT-X-DATERANGE: {identifier!r} changed or lost {lost}")
+            continue
+        dates = tag.dates()
+        if dates is None or not dated:
+            continue
+        first, end = dated[0][0], dated[-1][0] + timedelta(seconds=float(dated[-1][1]))
+        if dates[1] >= first and dates[0] <= end:
+            found.append(f"EXT-X-DATERANGE: {identifier!r} was removed while its dates still "
+                         f"map to a listed segment ({first.isoformat()} to {end.isoformat()})")
+    return found
+
+
 def _window_rules(playlist: Playlist, min_segments: int, why: str) -> list[str]:
     found = []
     target = playlist.target_duration or 0
@@ -499,6 +631,7 @@ def successive_violations(old_text: str, new_text: str, *,
         if new_text != old_text:
             found.append("ENDLIST: the playlist changed after it ended")
         return found
+    found += _date_range_reload_rules(old, new)
     if new.target_duration != old.target_duration:
         found.append(f"TARGETDURATION: changed from {old.target_duration} to "
                      f"{new.target_duration}")

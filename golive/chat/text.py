@@ -1,0 +1,85 @@
+"""What user text may be: display names, message text and the word filter.
+
+Text stays text: nothing here escapes for HTML (the pages render with textContent, the
+playlists quote for HLS); this module only decides what is accepted, in one normal form.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+MAX_NAME_LENGTH = 32
+# Names nobody may take: they would pass for the staff or the system, whatever their case or
+# accents ("Créator", "MODERATOR").
+RESERVED_NAMES = frozenset({"creator", "moderator", "mod", "admin", "administrator", "golive",
+                            "system", "staff", "owner", "host", "streamer", "server"})
+_NAME_PUNCTUATION = frozenset(" _-.'")
+# Control and format characters (bidi overrides, zero-width joiners) make text that reads
+# differently from what it is; line breaks become spaces in a one-line chat.
+_DROPPED = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+
+
+def fold(name: str) -> str:
+    """The form names are compared in: case-folded, accents and spacing removed."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)
+                   and c not in _NAME_PUNCTUATION)
+
+
+def display_name(raw: str, reserved: Iterable[str] = (), *, staff: bool = False) -> str:
+    """The name as shown (NFKC), or ValueError saying what is wrong: `bad_name` or
+    `name_reserved` as its first argument, the sentence as its second. The staff may take
+    reserved names (a creator called "Host")."""
+    name = unicodedata.normalize("NFKC", raw).strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise ValueError("bad_name", f"a name has 1-{MAX_NAME_LENGTH} characters")
+    if not all(c.isalnum() or c in _NAME_PUNCTUATION for c in name) or "  " in name:
+        raise ValueError("bad_name", "a name may use letters, digits, spaces and _-.' only")
+    folded = fold(name)
+    if not folded:
+        raise ValueError("bad_name", "a name needs a letter or digit")
+    if not staff and (folded in RESERVED_NAMES or folded in {fold(r) for r in reserved}):
+        raise ValueError("name_reserved", f"{name!r} is reserved; choose another name")
+    return name
+
+
+def message_text(raw: str) -> str:
+    """One line of chat as kept: NFC, control and format characters dropped, whitespace runs
+    made one space, trimmed. Length is judged by the caller, on this form."""
+    text = unicodedata.normalize("NFC", raw)
+    text = "".join(" " if c in "\t\r\n" else c for c in text
+                   if c in "\t\r\n" or unicodedata.category(c) not in _DROPPED)
+    return re.sub(r" {2,}", " ", text).strip()
+
+
+class WordFilter:
+    """Refused words (whole words, compared folded) and patterns (case-insensitive regular
+    expressions, searched in the text as written and in its folded form)."""
+
+    def __init__(self, words: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
+        self.words = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
+        self.patterns = tuple(dict.fromkeys(patterns))
+        folded = sorted({fold(w) for w in self.words if fold(w)}, key=len, reverse=True)
+        self._words = re.compile("|".join(map(re.escape, folded))) if folded else None
+        self._patterns = [re.compile(p, re.IGNORECASE) for p in self.patterns]
+
+    def blocks(self, text: str) -> bool:
+        if self._words is not None:
+            # Whole words of the folded text (fold removes spaces, so words are folded one by
+            # one): "Spam" and "spåm" match "spam", "spammer" does not.
+            for word in re.findall(r"\w+", text):
+                if self._words.fullmatch(fold(word)):
+                    return True
+        return any(p.search(text) for p in self._patterns)
+
+    def changed(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+                add_patterns: Iterable[str] = (), remove_patterns: Iterable[str] = ()
+                ) -> WordFilter:
+        """A new filter with the change (invalid patterns raise re.error)."""
+        gone = {fold(w) for w in remove}
+        words = [w for w in self.words if fold(w) not in gone] + list(add)
+        patterns = [p for p in self.patterns if p not in set(remove_patterns)]
+        patterns += list(add_patterns)
+        return WordFilter(words, patterns)
