@@ -338,7 +338,8 @@ def _measure(run: ChatRun, sampler: CpuSampler, window: tuple[float, float]) -> 
     machine = sampler.utilisation("machine", start, end)
     run.golive_cpu, run.generator_cpu, run.bench_cpu = golive, generator, own
     if None not in (golive, generator, own, machine):
-        run.other_cpu = machine - golive - generator - own  # type: ignore[operator]
+        # /proc/stat and the processes' own counts tick apart: a few % below zero is none
+        run.other_cpu = max(0.0, machine - golive - generator - own)  # type: ignore[operator]
 
 
 def settle() -> float:
