@@ -235,6 +235,11 @@ def keys_remove(name: str, state_dir: str | None) -> None:
 @click.option("--x264-preset", type=click.Choice(PRESETS), default=None,
               help="Encoder preset of every rung (libx265 takes the same names).  "
                    "[default: veryfast]")
+@click.option("--no-chat", "no_chat", is_flag=True, default=None,
+              help="No chat rooms (/chat/NAME), studio or overlay pages.")
+@click.option("--gift-webhook", metavar="URL", default=None,
+              help="Turn gifts on: golive POSTs each gift here, and a 2xx answer charges and "
+                   "accepts it (anything else, or no answer, refuses it).  [default: off]")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
                                                case_sensitive=False), default=None,
               help="Log verbosity.  [default: INFO]")
@@ -252,7 +257,8 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
           mpegts: bool | None, grace_period: float | None, no_transcode: bool | None,
           ladder: tuple[str, ...], no_passthrough: bool | None,
           long_gop: str | None, transcode_workers: int | None, encoder: str | None,
-          x264_preset: str | None, log_level: str | None, state_dir: str | None) -> None:
+          x264_preset: str | None, no_chat: bool | None, gift_webhook: str | None,
+          log_level: str | None, state_dir: str | None) -> None:
     """Run the server: RTMP ingest, the HLS packager and the HTTP origin (in-memory storage
     unless --store-dir is given)."""
     try:
@@ -279,6 +285,7 @@ def serve(rtmp_port: int | None, http_port: int | None, host: str | None,
                        "long_gop": long_gop,
                        "workers": transcode_workers, "codec": encoder,
                        "preset": x264_preset},
+            chat={"enabled": False if no_chat else None, "gift_webhook": gift_webhook},
             state_dir=state,
             admin={"port": admin_port, "host": admin_host, "token": admin_token,
                    "listen": False if no_admin_listener else None},
@@ -386,6 +393,11 @@ def _banner(server: Server, generated_key: str | None) -> None:
         name = "main" if generated_key else sorted({*ingest.keys.values(), *stored})[0]
         lines[live:live] = [f"Watch:         {http}/watch/{name}",
                             f"HLS playlist:  {http}/live/{name}/index.m3u8"]
+        if server.chat is not None:
+            lines[live:live] = [
+                f"Studio:        {http}/studio/{name}  (chat, moderation, questions; sign in "
+                "with the stream key)",
+                f"OBS overlay:   {http}/overlay/{name}  (add it as a Browser Source)"]
     else:
         lines.insert(live, f"Watch:         {http}/  (lists the live streams)")
     lines.insert(-1, f"Transcoding:   {ladder}")

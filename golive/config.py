@@ -210,6 +210,7 @@ CLI_OPTIONS: dict[str, str] = {
     "transcode.ladder": "--ladder", "transcode.passthrough": "--no-passthrough",
     "transcode.long_gop": "--long-gop", "transcode.workers": "--transcode-workers",
     "transcode.codec": "--encoder", "transcode.preset": "--x264-preset",
+    "chat.enabled": "--no-chat", "chat.gift_webhook": "--gift-webhook",
 }
 
 
@@ -217,11 +218,12 @@ def with_overrides(config: Config, *, ingest: dict[str, Any], http: dict[str, An
                    hls: dict[str, Any] | None = None,
                    transcode: dict[str, Any] | None = None,
                    state_dir: str | None = None,
-                   admin: dict[str, Any] | None = None) -> Config:
+                   admin: dict[str, Any] | None = None,
+                   chat: dict[str, Any] | None = None) -> Config:
     """Apply command-line values (None means 'not given') over a loaded config. Every
     problem is reported at once, each naming the option that caused it."""
     given = {"ingest": ingest, "http": http, "admin": admin or {}, "hls": hls or {},
-             "transcode": transcode or {}}
+             "transcode": transcode or {}, "chat": chat or {}}
     problems: list[str] = []
     stages: dict[str, Any] = {}
     for section, values in given.items():

@@ -13,7 +13,9 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from golive import process_metrics
 from golive.chat.metrics import ChatMetrics
+from golive.chat.records import TimelineRecord
 from golive.chat.service import ChatService
+from golive.chat.store import AsyncChatStore
 from golive.config import Config
 from golive.hub import Hub
 from golive.ingest.key_store import KeyStore
@@ -27,6 +29,7 @@ from golive.origin.connections import GuardedAppRunner
 from golive.origin.metrics import AdminMetrics
 from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
+from golive.packager.playlist import DateRange
 from golive.packager.service import PackagerService
 from golive.packager.store import DiskStore, FallbackStore, MemoryStore, Store
 from golive.stream_series import StreamSeries
@@ -71,9 +74,13 @@ class Server:
                                         forget_stream=self.stream_series.forget)
         process_metrics.register(self.registry, self.transcoder.pool.worker_pids
                                  if self.transcoder else dict)
-        self.chat = (ChatService(config.chat, ChatMetrics(self.registry),
-                                 hls_viewers=self._hls_viewers)
+        self.chat_metrics = ChatMetrics(self.registry)
+        self.chat = (ChatService(config.chat, self.chat_metrics, hls_viewers=self._hls_viewers,
+                                 live_date=self.packager.live_date,
+                                 on_timeline=self._place_on_timeline,
+                                 recording_dir=self.packager.recording_dir)
                      if config.chat.enabled else None)
+        self.chat_store: AsyncChatStore | None = None
         self.app = build_app(self.registry, self.hub, self.packager, config.hls.player_dir,
                              known_names=self._known_names, chat=self.chat,
                              check_key=self.ingest.keys.is_key_of,
@@ -97,6 +104,16 @@ class Server:
     def _hls_viewers(self, stream: str) -> int:
         return self.app[hls.VIEWERS].count(stream)
 
+    def _place_on_timeline(self, record: TimelineRecord) -> None:
+        """A chat event as an EXT-X-DATERANGE in every rendition (and the recording)."""
+        if record.pdt is None:  # not live: there is no frame to mark
+            return
+        attributes = {"X-GOLIVE-LABEL": record.label, **{
+            f"X-GOLIVE-{name}": value for name, value in record.attributes.items()}}
+        self.packager.add_date_range(record.stream, DateRange(
+            f"golive-{record.id}", f"io.golive.{record.kind}", record.pdt, record.duration,
+            tuple(attributes.items())))
+
     def _count_drop(self, stream: str, subscriber: str, count: int) -> None:
         self.metrics.hub_dropped.labels(stream, subscriber).inc(count)
 
@@ -106,6 +123,14 @@ class Server:
     async def start(self) -> None:
         await self.ingest.start()
         if self.chat is not None:
+            if self.config.state_dir:  # chat history, bans, the ledger: kept across restarts
+                self.chat_store = await AsyncChatStore.open(
+                    self.config.state_dir,
+                    on_error=lambda operation: self.chat_metrics.store_errors.labels(
+                        operation).inc(),
+                    on_drop=lambda operation: self.chat_metrics.store_errors.labels(
+                        operation).inc())
+                self.chat.store = self.chat_store
             await self.chat.start()
         self._runner = GuardedAppRunner(self.app, self.config.http, access_log=None)
         await self._runner.setup()
@@ -136,6 +161,8 @@ class Server:
         await self.ingest.close()
         if self.chat is not None:
             await self.chat.close()
+        if self.chat_store is not None:
+            await self.chat_store.close()
         await self.packager.close()
         if self.transcoder is not None:
             await self.transcoder.close()

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from golive.chat.service import ChatService
 from golive.hub import Hub
 from golive.media import Track, TrackKind
-from golive.origin import chat_socket, hls, player
+from golive.origin import chat_socket, hls, player, studio
 from golive.origin.client_address import ClientAddresses
 from golive.origin.metrics import OriginMetrics
 from golive.origin.sessions import CHECK_KEY, SESSIONS, StudioSessions
@@ -143,6 +143,7 @@ def build_app(registry: CollectorRegistry, hub: Hub, packager: PackagerService,
         app[chat_socket.ADMIN_TOKEN] = admin_token or ""
         app[chat_socket.ROOM_ALLOWED] = lambda name: _room_allowed(packager, known_names, name)
         chat_socket.add_routes(app)
+    studio.add_routes(app)  # the studio, the OBS overlay, a recording's replay
     return app
 
 

@@ -4,6 +4,13 @@ hls.js is installed from npm by `make player` (into `node_modules/`, never commi
 served from `/player/hls.min.js`; the page's own script is `/player/golive.js` (below). Without
 hls.js the watch page says how to get it.
 
+Beside the video, the stream's chat (`/static/watch.js`, on the shared `/static/chat.js`): the
+scripts and styles the chat pages share are files in `static/`, served from `/static/<file>`.
+They are ES modules (one imports the other; no build step) kept as files rather than strings
+here, so they read, diff and lint as the JavaScript they are. Every page here that runs a
+script is sent with a Content-Security-Policy that allows scripts from this origin only:
+nothing written into a page by mistake could run.
+
 The watch page keeps what it measures in `window.golive` (errors, fatal, latency, frames,
 stalls, lowLatency, ...) and the player in `window.hls`, for people and for
 tests/test_browser.py. `?lowLatency=0` plays without LL-HLS (parts, blocking reload). It polls
@@ -17,6 +24,7 @@ that is not live yet gets the "waiting" page, which starts playing when it goes 
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +32,16 @@ from pathlib import Path
 from aiohttp import web
 
 from golive.names import is_valid_stream_name
+from golive.origin.chat_socket import CHAT
 from golive.origin.hls import PACKAGER
 from golive.packager.query import BroadcastStatus
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
+# Only these files are served from /static/: a name from the URL is never joined to a path.
+STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.suffix in STATIC_TYPES) \
+    if STATIC_DIR.is_dir() else frozenset()
 DEFAULT_PLAYER_DIR = PROJECT_ROOT / "node_modules" / "hls.js" / "dist"
 PLAYER_DIR = web.AppKey("player_dir", Path)
 # The stream names a key is configured or kept for; None when any name may be published
@@ -146,7 +160,8 @@ SCRIPT = """\
       state.broadcast = info.state;
       badge.textContent = info.state;
       badge.className = `state ${info.state}`;
-      viewers.textContent = `${info.viewers} watching`;
+      // Once the chat room counts viewers (HLS and chat together) the chat shows that count.
+      if (state.roomViewers === undefined) viewers.textContent = `${info.viewers} watching`;
       uptime.textContent = info.state === "ended" ? "" : `live for ${clock(info.uptime_seconds)}`;
       if (info.state === "ended" && hls) {
         hls.destroy();
@@ -188,17 +203,40 @@ SCRIPT = """\
 """
 
 
-def _page(title: str, body: str, *, head: str = "") -> str:
+def page(title: str, body: str, *, head: str = "", body_class: str = "",
+         stylesheets: tuple[str, ...] = ()) -> str:
+    """A whole page in the pages' look; `stylesheets` are files of /static/."""
+    links = "".join(f'\n<link rel="stylesheet" href="/static/{name}">' for name in stylesheets)
+    opening = f'<body class="{body_class}">' if body_class else "<body>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>{html.escape(title)}</title>{head}
-<style>{STYLE}</style>
-</head><body>
+<style>{STYLE}</style>{links}
+</head>{opening}
 {body}
 </body></html>
 """
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$")
+
+
+def page_policy(request: web.Request, *, framed: bool = True) -> str:
+    """The Content-Security-Policy of a page with scripts: this origin's scripts only (no
+    inline script, no eval), images from anywhere (gift pictures), media from MSE's blobs
+    and data: (hls.js: its empty caption track is a data:,WEBVTT), and the chat's WebSocket
+    on this host. `framed=False` forbids framing (the
+    studio's one-click moderation must not be clickjacked)."""
+    # 'self' covers ws(s): in CSP 3, but older Safari needs the WebSocket origin spelled out.
+    host = request.host if _HOST.match(request.host) else ""
+    sockets = f" ws://{host} wss://{host}" if host else ""
+    return ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob: http: https:; media-src 'self' blob: data:; "
+            f"worker-src 'self' blob:; connect-src 'self'{sockets}; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'"
+            + ("" if framed else "; frame-ancestors 'none'"))
 
 
 def _ago(seconds: float) -> str:
@@ -254,7 +292,7 @@ async def index(request: web.Request) -> web.Response:
             '<a href="/api/streams">API</a></nav></header>'
             f"{listing}")
     refresh = '\n<meta http-equiv="refresh" content="5">'
-    return web.Response(text=_page("golive", body, head=refresh), content_type="text/html",
+    return web.Response(text=page("golive", body, head=refresh), content_type="text/html",
                         headers=NO_CACHE)
 
 
@@ -267,7 +305,7 @@ async def watch(request: web.Request) -> web.Response:
         body = ('<header><h1>No such stream</h1><nav><a href="/">all streams</a></nav>'
                 f"</header><p class=\"notice\">Nobody publishes a stream named "
                 f"<code>{html.escape(name)}</code> here, and no key is set up for one.</p>")
-        return web.Response(text=_page("no such stream", body), status=404,
+        return web.Response(text=page("no such stream", body), status=404,
                             content_type="text/html", headers=NO_CACHE)
     safe = html.escape(name)
     playlist = f"/live/{safe}/index.m3u8"
@@ -281,31 +319,81 @@ async def watch(request: web.Request) -> web.Response:
               f"{'low latency' if low_latency else 'standard latency'} (switch to {toggle})"
               "</nav></header>")
     if broadcast is not None and broadcast.ended_at is not None:
-        replay = (f' <a href="{html.escape(broadcast.recording)}">Its recording</a> plays in '
-                  "Safari, VLC or ffplay." if broadcast.recording else "")
+        replay = ""
+        if broadcast.recording:
+            playlist_path = html.escape(broadcast.recording)
+            replay = (f' <a href="{html.escape(replay_page(broadcast.recording))}">Watch the '
+                      f'replay</a> with its chat. <a href="{playlist_path}">Its recording</a> '
+                      "plays in Safari, VLC or ffplay too.")
         body = (f'{header}<p class="notice" id="ended">This broadcast ended '
                 f"{_ago(time.time() - broadcast.ended_at)}.{replay}</p>")
-        return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+        return web.Response(text=page(name, body), content_type="text/html", headers=NO_CACHE)
     if not (request.app[PLAYER_DIR] / "hls.min.js").is_file():
         body = (f"{header}<p>The player script (hls.js) is not installed. Run "
                 "<code>make player</code> in the golive checkout (it installs hls.js from "
                 f'npm), or open <a href="{playlist}"><code>{playlist}</code></a> in Safari, '
                 "VLC or ffplay.</p>")
-        return web.Response(text=_page(name, body), content_type="text/html", headers=NO_CACHE)
+        return web.Response(text=page(name, body), content_type="text/html", headers=NO_CACHE)
     # Link previews (chat apps, social sites) show the stream's picture and name.
     origin = html.escape(str(request.url.origin()))
     preview = (f'\n<meta property="og:title" content="{safe} on golive">'
                f'\n<meta property="og:image" content="{origin}/live/{safe}/thumbnail.jpg">')
-    body = f"""{header}
-<video id="video" controls muted autoplay playsinline data-src="{playlist}"
+    player = f"""<video id="video" controls muted autoplay playsinline data-src="{playlist}"
        data-info="/api/streams/{safe}" data-low-latency="{int(low_latency)}"></video>
 <div class="bar"><label>Quality <select id="quality"><option value="-1">Auto</option>
 </select></label></div>
 <p id="stats">{"waiting for the stream to go live…" if broadcast is None else "starting…"}</p>
-<script src="/player/hls.min.js"></script>
-<script src="/player/golive.js"></script>"""
-    return web.Response(text=_page(name, body, head=preview), content_type="text/html",
-                        headers=NO_CACHE)
+"""
+    scripts = ('<script src="/player/hls.min.js"></script>\n'
+               '<script src="/player/golive.js"></script>')
+    if CHAT not in request.app:  # `golive serve --no-chat`: the player alone, as before
+        return web.Response(text=page(name, f"{header}\n{player}{scripts}", head=preview),
+                            content_type="text/html",
+                            headers={**NO_CACHE, "Content-Security-Policy": page_policy(request)})
+    body = (f'{header}\n<div class="with-chat"><div class="stage">\n{player}</div>\n'
+            f"{CHAT_PANEL.format(stream=safe)}</div>\n{scripts}\n"
+            '<script type="module" src="/static/watch.js"></script>')
+    return web.Response(text=page(name, body, head=preview, body_class="wide",
+                                  stylesheets=("chat.css",)), content_type="text/html",
+                        headers={**NO_CACHE, "Content-Security-Policy": page_policy(request)})
+
+
+def replay_page(playlist: str) -> str:
+    """The replay page of a recording, from its playlist's origin path (beside it)."""
+    return playlist.rsplit("/", 1)[0] + "/"
+
+
+# The watch page's chat; watch.js fills it. The name form and the text box are both here from
+# the start so the page reads the same without the socket (it says it is connecting).
+CHAT_PANEL = """<aside class="chat" id="chat" data-stream="{stream}" aria-label="Chat">
+<div class="chat-head"><strong>Chat</strong><span class="muted" id="chat-viewers"></span>
+<span class="muted" id="chat-status">connecting…</span></div>
+<p class="chat-rules" id="chat-rules" hidden></p>
+<div class="box answering" id="answering" hidden><span class="label">Answering now</span>
+<div class="body"></div></div>
+<div class="box pinned" id="pinned" hidden><span class="label">Pinned</span>
+<div class="body"></div></div>
+<ol class="messages" id="messages" aria-live="polite"></ol>
+<p class="chat-notice" id="chat-notice" role="status" hidden></p>
+<div class="gift-picker" id="gift-picker" hidden>
+<div class="picker-head"><strong>Send a gift</strong>
+<label class="muted">how many <input id="gift-count" type="number" min="1" max="100" value="1">
+</label><button type="button" class="link" id="gift-close">close</button>
+</div><ul id="gift-list"></ul></div>
+<div class="chat-foot">
+<div class="reactions" id="reactions"></div>
+<form id="join-form" hidden><input name="name" maxlength="32" required autocomplete="nickname"
+placeholder="Your name in the chat" aria-label="Your name in the chat">
+<button class="primary">Join chat</button></form>
+<form id="send-form" hidden><div class="modes"><label><input type="radio" name="mode"
+value="message" checked> Chat</label><label><input type="radio" name="mode" value="ask">
+Ask a question</label></div>
+<input name="text" autocomplete="off" maxlength="300" placeholder="Say something…"
+aria-label="Message"><button class="primary">Send</button>
+<button type="button" id="gift-button" hidden title="Send a gift">🎁 Gift</button>
+<div class="as"><span id="chat-as"></span><button type="button" class="link" id="chat-leave">
+change name</button></div></form>
+</div></aside>"""
 
 
 async def recording(request: web.Request) -> web.StreamResponse:
@@ -314,10 +402,12 @@ async def recording(request: web.Request) -> web.StreamResponse:
     path = request.app[PACKAGER].recording_file(info["name"], info["started"], info["file"])
     if path is None:
         raise web.HTTPNotFound(text="no such recording\n", headers=NO_CACHE)
-    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}.get(
-        path.suffix, "video/mp4")
+    kind = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t",
+            ".jsonl": "application/x-ndjson"}.get(path.suffix, "video/mp4")
+    # The playlist and the chat (chat.jsonl) grow while the broadcast goes on; segments don't.
+    growing = path.suffix in (".m3u8", ".jsonl")
     return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-cache"
-                                           if path.suffix == ".m3u8" else "public, max-age=3600",
+                                           if growing else "public, max-age=3600",
                                            "Access-Control-Allow-Origin": "*"})
 
 
@@ -329,6 +419,17 @@ async def thumbnail(request: web.Request) -> web.Response:
     return web.Response(body=jpeg, content_type="image/jpeg",
                         headers={"Cache-Control": "public, max-age=5",
                                  "Access-Control-Allow-Origin": "*"})
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """The chat pages' scripts and styles: revalidated on each load (an upgrade takes effect
+    at once), answered 304 when unchanged."""
+    name = request.match_info["file"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound(text="no such file\n", headers=NO_CACHE)
+    path = STATIC_DIR / name
+    return web.FileResponse(path, headers={"Content-Type": STATIC_TYPES[path.suffix],
+                                           **NO_CACHE})
 
 
 async def page_script(request: web.Request) -> web.Response:
@@ -351,4 +452,5 @@ def add_routes(app: web.Application, player_dir: str | None,
     app.router.add_get("/live/{name}/thumbnail.jpg", thumbnail)
     app.router.add_get("/recordings/{name}/{started}/{file}", recording)
     app.router.add_get("/player/golive.js", page_script)
+    app.router.add_get("/static/{file}", static_file)
     app.router.add_get(r"/player/{file:hls(?:\.min)?\.js(?:\.map)?}", player_script)

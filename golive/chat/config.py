@@ -103,7 +103,7 @@ class ChatConfig:
         for pattern in self.patterns:
             try:
                 re.compile(pattern)
-            except re.error as exc:
+            except (re.error, OverflowError) as exc:  # (a{99999999999} overflows)
                 yield f"chat.patterns: {shown(pattern)} is not a regular expression ({exc})"
         tokens: dict[str, str] = {}
         for name, token in self.moderators.items():

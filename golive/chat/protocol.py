@@ -21,6 +21,8 @@ MAX_GIFT_COUNT = 100
 MAX_FILTER_CHANGE = 100  # words or patterns in one `filter` object
 MAX_MARKER_LENGTH = 64
 _ID = re.compile(r"[mqug]-[0-9a-f]{6,32}")
+# JSON may escape half a surrogate pair ("\ud800"); no UTF-8 frame or store can carry it back.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Refusal(Exception):
@@ -35,7 +37,9 @@ class Refusal(Exception):
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
         if self.retry_after is not None:
-            wire["retry_after"] = round(self.retry_after, 1)
+            # Up to the next tenth (of whole milliseconds, so float noise does not add one):
+            # a client that waits as long as it is told is not refused again.
+            wire["retry_after"] = -(-max(0, round(self.retry_after * 1000)) // 100) / 10
         return wire
 
 
@@ -175,7 +179,7 @@ class _Fields:
         value = self.obj.get(name)
         if value is None and optional:
             return None
-        if not isinstance(value, str):
+        if not isinstance(value, str) or _SURROGATE.search(value):
             raise self._bad(name, "a string")
         return value
 
@@ -212,7 +216,8 @@ class _Fields:
     def strings(self, name: str) -> tuple[str, ...]:
         value = self.obj.get(name, [])
         if (not isinstance(value, list) or len(value) > MAX_FILTER_CHANGE
-                or not all(isinstance(v, str) and 0 < len(v) <= 100 for v in value)):
+                or not all(isinstance(v, str) and 0 < len(v) <= 100 and not _SURROGATE.search(v)
+                           for v in value)):
             raise self._bad(name, f"a list of at most {MAX_FILTER_CHANGE} strings "
                                   "of 1-100 characters")
         return tuple(value)

@@ -150,7 +150,7 @@ class Member:
     messages: TokenBucket
     reactions: TokenBucket
     frames: TokenBucket
-    next_message: float = 0.0  # slow mode: not before this (seconds)
+    last_message: float = float("-inf")  # slow mode counts from here (seconds)
     flooding: int = 0
     gift_pending: bool = False
 
@@ -170,7 +170,8 @@ class Room:
         self.config = config
         self._new_id = new_id or (lambda prefix: f"{prefix}-{secrets.token_hex(8)}")
         self.members: dict[int, Member] = {}
-        self.history: deque[MessageRecord] = deque(history, maxlen=config.history)
+        self.history: deque[MessageRecord] = deque(
+            (m for m in history if m.deleted_by is None), maxlen=config.history)
         self._bans: dict[tuple[BanKind, str], BanRecord] = {(b.kind, b.value): b for b in bans}
         self.settings = settings or RoomSettings(slow_mode=config.slow_mode)
         self._filter = self._build_filter(self.settings)
@@ -229,7 +230,8 @@ class Room:
             return out
         if not member.frames.take(now):
             member.flooding += 1
-            if member.flooding >= FLOOD_REFUSALS:
+            if member.flooding >= FLOOD_REFUSALS:  # out of the room now, closed by the edge
+                del self.members[conn]
                 out.closes.append(Close(conn, CLOSE_POLICY, "flooding"))
                 out.refused.append("flooding")
             else:
@@ -239,6 +241,9 @@ class Room:
         member.flooding = 0
         if isinstance(event, p.Ping):
             out.send(conn, {"type": "pong"})
+            return out
+        if isinstance(event, p.Join):  # (a watcher's too: it has joined)
+            out.refuse(conn, p.Refusal("already_joined", "this connection has joined"))
             return out
         if member.user is None:
             out.refuse(conn, p.Refusal("forbidden", "this connection only watches"))
@@ -335,8 +340,6 @@ class Room:
                 self._ask(out, member, user, text, now, pdt)
             case p.SendGift(name, count):
                 self._gift(out, member, user, name, count, now)
-            case p.Join():
-                raise p.Refusal("already_joined", "this connection has joined")
             case _:
                 self._staff(out, member, user, event, now, pdt)
 
@@ -346,9 +349,11 @@ class Room:
             return
         if not self.settings.chat_enabled:
             raise p.Refusal("chat_disabled", "the chat is turned off for now")
-        timeout = self._sanction(user, member.address, now, ban=False)
-        if timeout is not None and timeout.until is not None:
-            raise p.Refusal("timed_out", "you are timed out", (timeout.until - _ms(now)) / 1000)
+        sanction = self._sanction(user, member.address, now, ban=False)
+        if sanction is not None and sanction.until is None:
+            raise p.Refusal("banned", "you are banned from this chat")
+        if sanction is not None and sanction.until is not None:
+            raise p.Refusal("timed_out", "you are timed out", (sanction.until - _ms(now)) / 1000)
 
     def _text(self, member: Member, raw: str) -> str:
         text = message_text(raw)
@@ -365,9 +370,10 @@ class Room:
         """Slow mode and the rate limits (the user's, then the address's)."""
         if member.staff:
             return
-        if self.settings.slow_mode and now < member.next_message:
+        next_message = member.last_message + self.settings.slow_mode
+        if self.settings.slow_mode and now < next_message:
             raise p.Refusal("slow_mode", f"slow mode: one message every "
-                            f"{self.settings.slow_mode} s", member.next_message - now)
+                            f"{self.settings.slow_mode} s", next_message - now)
         if not member.messages.take(now):
             raise p.Refusal("rate_limited", "too many messages; wait a moment",
                             member.messages.wait(now))
@@ -382,8 +388,7 @@ class Room:
             member.messages.tokens += 1  # (not this user's fault: give it back)
             raise p.Refusal("rate_limited", "too many messages from your network; wait a "
                             "moment", address.wait(now))
-        if self.settings.slow_mode:
-            member.next_message = now + self.settings.slow_mode
+        member.last_message = now
 
     def _say(self, out: Outcome, member: Member, user: User, raw: str, now: float,
              pdt: float | None) -> None:
@@ -443,7 +448,7 @@ class Room:
             case p.Ban(user_id, by_address):
                 target = self._target(user_id)
                 self._sanction_user(out, actor, target, None, by_address, at)
-                conns = dict.fromkeys(self.conns_of(user_id)
+                conns = dict.fromkeys(self.conns_of(user_id) + self._conns_named(target[0].name)
                                       + (self._conns_at(target[1]) if by_address else []))
                 for conn in conns:  # out of the room at once; the edge closes the sockets
                     del self.members[conn]
@@ -510,6 +515,11 @@ class Room:
             raise p.Refusal("forbidden", "the creator and moderators cannot be sanctioned")
         return seen
 
+    def _conns_named(self, name: str) -> list[int]:
+        folded = fold(name)
+        return [c for c, m in self.members.items()
+                if m.user is not None and not m.staff and fold(m.user.name) == folded]
+
     def _conns_at(self, address: str) -> list[int]:
         return [c for c, m in self.members.items()
                 if m.address == address and m.user is not None and not m.staff]
@@ -530,19 +540,22 @@ class Room:
 
     def _sanction(self, user: User, address: str, now: float, *, ban: bool
                   ) -> BanRecord | None:
-        """The ban (`ban`) or timeout in force for this user, if any."""
+        """The ban in force for this user, if any; or else (not `ban`) the timeout that ends
+        last."""
         at = _ms(now)
+        timeouts: list[BanRecord] = []
         for key in ((BanKind.USER, user.id), (BanKind.NAME, fold(user.name)),
                     (BanKind.ADDRESS, address)):
             record = self._bans.get(key)
             if record is None:
                 continue
-            if record.until is not None and record.until <= at:
-                del self._bans[key]  # expired
-                continue
-            if (record.until is None) == ban or not ban:
+            if record.until is None:
                 return record
-        return None
+            if record.until <= at:
+                del self._bans[key]  # expired
+            elif not ban:
+                timeouts.append(record)
+        return max(timeouts, key=lambda record: record.until or 0, default=None)
 
     def _settings(self, out: Outcome, settings: RoomSettings) -> None:
         self.settings = settings

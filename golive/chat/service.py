@@ -44,6 +44,7 @@ from golive.chat.room import (
 log = logging.getLogger("golive.chat")
 
 TICK_EVERY = 0.25  # seconds between room ticks (reactions, viewers)
+PURGE_EVERY = 3600.0  # seconds between retention purges of the chat store
 IDLE_ROOM = 600.0  # seconds a room without clients is kept before it is unloaded
 MAX_IDENTITIES = 200_000  # resume tokens remembered (LRU)
 CLOSE_TOO_SLOW = 1013
@@ -305,8 +306,11 @@ class ChatService:
             return
         if outbox.put(text, objects, since):
             self.metrics.sent.labels(run.room.stream).inc(objects)
-            return
-        # It cannot keep up: dropped, so that it never holds the room back.
+        else:
+            self._drop_slow(run, outbox)
+
+    def _drop_slow(self, run: _RoomRun, outbox: Outbox) -> None:
+        """It cannot keep up: dropped, so that it never holds the room back."""
         self.metrics.dropped.labels(run.room.stream).inc()
         log.info("chat %s: dropped a client (%s) that could not keep up with its send "
                  "queue", run.room.stream, outbox.address)
@@ -333,14 +337,20 @@ class ChatService:
             return
         pending, run.pending = run.pending, []
         text = pending[0] if len(pending) == 1 else "[" + ",".join(pending) + "]"
-        for outbox in list(run.outboxes.values()):
-            self._put(run, outbox, text, len(pending), run.pending_since)
+        objects, since = len(pending), run.pending_since
+        slow = [outbox for outbox in run.outboxes.values()
+                if not outbox.put(text, objects, since)]
+        # (Counted once per flush, not per client: this loop runs for every chatter.)
+        self.metrics.sent.labels(run.room.stream).inc(objects * (len(run.outboxes) - len(slow)))
+        for outbox in slow:
+            self._drop_slow(run, outbox)
 
     # -- the one task -----------------------------------------------------------------------
 
     async def _run(self) -> None:
         ticked = 0.0
         replayed = time.monotonic()
+        purged = float("-inf")  # retention: at start, then every PURGE_EVERY
         while True:
             await asyncio.sleep(self.config.batch_interval)
             try:
@@ -358,6 +368,11 @@ class ChatService:
                         self.metrics.forget(stream)
                 if tick:
                     ticked = monotonic
+                if self.store is not None and monotonic - purged >= PURGE_EVERY \
+                        and self.config.retention_days:
+                    purged = monotonic
+                    before = round((now - self.config.retention_days * 86400) * 1000)
+                    self.store.write("purge", before)
                 if monotonic - replayed >= 1.0:
                     replayed = monotonic
                     for run in self._rooms.values():
@@ -427,6 +442,7 @@ def _stable_id(seed: str) -> str:
 
 def _append_lines(path: Path, lines: list[str]) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # (before the recording's first file)
         with path.open("a", encoding="utf-8") as file:
             file.write("\n".join(lines) + "\n")
     except OSError as exc:

@@ -30,8 +30,8 @@ def fold(name: str) -> str:
 
 def display_name(raw: str, reserved: Iterable[str] = (), *, staff: bool = False) -> str:
     """The name as shown (NFKC), or ValueError saying what is wrong: `bad_name` or
-    `name_reserved` as its first argument, the sentence as its second. The staff may take
-    reserved names (a creator called "Host")."""
+    `name_reserved` as its first argument, the sentence as its second. Staff may take the
+    reserved names (their role shows beside the name)."""
     name = unicodedata.normalize("NFKC", raw).strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError("bad_name", f"a name has 1-{MAX_NAME_LENGTH} characters")
@@ -49,9 +49,26 @@ def message_text(raw: str) -> str:
     """One line of chat as kept: NFC, control and format characters dropped, whitespace runs
     made one space, trimmed. Length is judged by the caller, on this form."""
     text = unicodedata.normalize("NFC", raw)
-    text = "".join(" " if c in "\t\r\n" else c for c in text
-                   if c in "\t\r\n" or unicodedata.category(c) not in _DROPPED)
+    # Every line break and space (U+2028, NEL, no-break...) is a space; some are control
+    # characters, and dropped they would glue two words together.
+    text = "".join(" " if c.isspace() else c for c in text
+                   if c.isspace() or unicodedata.category(c) not in _DROPPED)
     return re.sub(r" {2,}", " ", text).strip()
+
+
+def _words_of(text: str) -> list[str]:
+    """The text's words, folded. Combining marks go before the text is cut into words: a
+    stray one ("s\u0336pam") would otherwise cut a word in two."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text)
+                   if not unicodedata.combining(c))
+    return [w for w in map(fold, re.findall(r"\w+", bare)) if w]
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except OverflowError as exc:  # "a{99999999999}": what re.error says of other mistakes
+        raise re.error(str(exc)) from None
 
 
 class WordFilter:
@@ -61,18 +78,22 @@ class WordFilter:
     def __init__(self, words: Iterable[str] = (), patterns: Iterable[str] = ()) -> None:
         self.words = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
         self.patterns = tuple(dict.fromkeys(patterns))
-        folded = sorted({fold(w) for w in self.words if fold(w)}, key=len, reverse=True)
-        self._words = re.compile("|".join(map(re.escape, folded))) if folded else None
-        self._patterns = [re.compile(p, re.IGNORECASE) for p in self.patterns]
+        # A refused entry of several words ("bad-word", "go away") matches those words in a
+        # row, or written as one.
+        phrases = {" ".join(parts) for parts in map(_words_of, self.words) if parts}
+        phrases |= {phrase.replace(" ", "") for phrase in phrases}
+        alternatives = "|".join(map(re.escape, sorted(phrases, key=len, reverse=True)))
+        self._words = re.compile(rf"(?<!\S)(?:{alternatives})(?!\S)") if phrases else None
+        self._patterns = [_compiled(p) for p in self.patterns]
 
     def blocks(self, text: str) -> bool:
-        if self._words is not None:
-            # Whole words of the folded text (fold removes spaces, so words are folded one by
-            # one): "Spam" and "spåm" match "spam", "spammer" does not.
-            for word in re.findall(r"\w+", text):
-                if self._words.fullmatch(fold(word)):
-                    return True
-        return any(p.search(text) for p in self._patterns)
+        # Whole words of the folded text (fold removes spaces, so words are folded one by
+        # one, then kept apart): "Spam" and "spåm" match "spam", "spammer" does not, and a
+        # pattern "shit" does not match "push it".
+        folded = " ".join(_words_of(text))
+        if self._words is not None and self._words.search(folded):
+            return True
+        return any(p.search(text) or p.search(folded) for p in self._patterns)
 
     def changed(self, add: Iterable[str] = (), remove: Iterable[str] = (),
                 add_patterns: Iterable[str] = (), remove_patterns: Iterable[str] = ()
