@@ -225,15 +225,34 @@ class Generator:
         return self.clients / CONNECT_RATE + 60.0
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """Cores each process kept busy over a window (None: too short to tell)."""
+
+    golive: float | None = None
+    generator: float | None = None
+    bench: float | None = None  # this process: the video publisher and observer, if any
+    other: float | None = None  # the machine's busy time beyond those three
+
+    @staticmethod
+    def over(sampler: CpuSampler, start: float, end: float) -> Cpu:
+        golive = sampler.utilisation("golive", start, end)
+        generator = (sampler.utilisation("generator", start, end)
+                     if "generator" in sampler.pids else 0.0)
+        own = sampler.utilisation("self", start, end)
+        machine = sampler.utilisation("machine", start, end)
+        if golive is None or generator is None or own is None or machine is None:
+            return Cpu(golive, generator, own)
+        # /proc/stat and the processes' own counts tick apart: a few % below zero is none
+        return Cpu(golive, generator, own, max(0.0, machine - golive - generator - own))
+
+
 @dataclass
 class ChatRun:
     clients: int
     rate: float
     report: dict[str, Any]
-    golive_cpu: float | None = None  # cores, over the sending window
-    generator_cpu: float | None = None
-    bench_cpu: float | None = None  # this process: the video publisher and observer, if any
-    other_cpu: float | None = None  # the machine's busy time beyond those three
+    cpu: Cpu = Cpu()  # over the sending window
     rss_mb: float = math.nan
     peak_rss_mb: float = math.nan
     golive_alive: bool = True
@@ -277,7 +296,7 @@ class ChatRun:
     @property
     def busy(self) -> bool:
         """Other work shared the machine: a failure then says little about golive."""
-        return self.busy_before > IDLE or (self.other_cpu or 0.0) > BUSY
+        return self.busy_before > IDLE or (self.cpu.other or 0.0) > BUSY
 
     @property
     def label(self) -> str:
@@ -296,10 +315,10 @@ class ChatRun:
             return "-" if value is None else f"{value * 100:.0f}%"
 
         return (
-            f"CPU (% of one core): golive {pct(self.golive_cpu)}, load generator "
-            f"{pct(self.generator_cpu)} (its own count {r['cpu'] * 100:.0f}%: user "
+            f"CPU (% of one core): golive {pct(self.cpu.golive)}, load generator "
+            f"{pct(self.cpu.generator)} (its own count {r['cpu'] * 100:.0f}%: user "
             f"{r['cpu_user'] * 100:.0f}%, sys {r['cpu_system'] * 100:.0f}%), this process "
-            f"{pct(self.bench_cpu)}, everything else incl. the kernel {pct(self.other_cpu)} "
+            f"{pct(self.cpu.bench)}, everything else incl. the kernel {pct(self.cpu.other)} "
             f"(before the run: {self.busy_before * 100:.0f}%); "
             f"golive RSS {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f})"
         )
@@ -329,19 +348,6 @@ def _pair(points: dict[str, float] | None, a: str, b: str) -> str:
     return f"{points[a]:.0f}/{points[b]:.0f}"
 
 
-def _measure(run: ChatRun, sampler: CpuSampler, window: tuple[float, float]) -> None:
-    start, end = window
-    golive = sampler.utilisation("golive", start, end)
-    generator = sampler.utilisation("generator", start, end) if "generator" in sampler.pids \
-        else 0.0
-    own = sampler.utilisation("self", start, end)
-    machine = sampler.utilisation("machine", start, end)
-    run.golive_cpu, run.generator_cpu, run.bench_cpu = golive, generator, own
-    if None not in (golive, generator, own, machine):
-        # /proc/stat and the processes' own counts tick apart: a few % below zero is none
-        run.other_cpu = max(0.0, machine - golive - generator - own)  # type: ignore[operator]
-
-
 def settle() -> float:
     """Wait (up to IDLE_WAIT s) for other work on this shared machine to end: the cores it
     still uses when the run starts (every figure here is CPU time or latency on 2 cores)."""
@@ -364,9 +370,9 @@ async def chat_run(clients: int, rate: float, seconds: float) -> ChatRun:
                 await gen.event("sent", seconds + 30)
                 rss = golive.memory()  # at the end of the window: everyone still joined
                 report = await gen.event("report", 120)
-            run = ChatRun(clients, rate, report, rss_mb=rss[0], peak_rss_mb=rss[1],
-                          golive_alive=golive.alive(), busy_before=busy)
-            _measure(run, sampler, tuple(report["window"]))  # type: ignore[arg-type]
+            run = ChatRun(clients, rate, report, Cpu.over(sampler, *report["window"]),
+                          rss_mb=rss[0], peak_rss_mb=rss[1], golive_alive=golive.alive(),
+                          busy_before=busy)
     log(run.summary())
     return run
 
@@ -406,21 +412,18 @@ async def video_run(label: str, seconds: float, media: Clip, chat: tuple[int, fl
             rss = golive.memory()
             await gen.stop()
             report = await gen.event("report", 120)
-            chat_figures = ChatRun(*chat, report, rss_mb=rss[0], peak_rss_mb=rss[1],
+            chat_figures = ChatRun(*chat, report, Cpu.over(sampler, *report["window"]),
+                                   rss_mb=rss[0], peak_rss_mb=rss[1],
                                    golive_alive=golive.alive(), busy_before=busy)
         if not golive.alive():
             raise RuntimeError(f"golive died; log:\n{golive.log()}")
     run = LatencyRun(label, DEFAULT_PART, seen, publication)
     # over the video's own window (the chat's is longer): what hls_latency's rows show
-    during = ChatRun(0, 0, {})
-    _measure(during, sampler, (start, end))
-    run.golive_cpu = during.golive_cpu or math.nan
-    machine = sampler.utilisation("machine", start, end) or math.nan
-    run.other_cpu = machine - run.golive_cpu - (during.bench_cpu or 0.0) - (
-        during.generator_cpu or 0.0)
+    during = Cpu.over(sampler, start, end)
+    run.golive_cpu = math.nan if during.golive is None else during.golive
+    run.other_cpu = math.nan if during.other is None else during.other
     match_frames(run)
     if chat_figures is not None:
-        _measure(chat_figures, sampler, tuple(chat_figures.report["window"]))  # type: ignore[arg-type]
         log(chat_figures.summary())
     return run, chat_figures
 
@@ -435,10 +438,10 @@ def goal_rows(run: ChatRun) -> list[Row]:
         Row(run.label, "delivery p50/p95/p99 ms", run.latency_text(), golive_value=run.p99,
             note=note),
         Row(run.label, "lost / dropped chatters", f"{r['lost']}/{sum(r['dropped'].values())}"),
-        Row(run.label, "golive CPU % of a core", _percent(run.golive_cpu),
-            golive_value=run.golive_cpu),
+        Row(run.label, "golive CPU % of a core", _percent(run.cpu.golive),
+            golive_value=run.cpu.golive),
         Row(run.label, "golive RSS MB", f"{run.rss_mb:.0f}", golive_value=run.rss_mb),
-        Row(run.label, "load generator CPU % of a core", _percent(run.generator_cpu),
+        Row(run.label, "load generator CPU % of a core", _percent(run.cpu.generator),
             note="the load generator's own process, not golive"),
     ]
 
