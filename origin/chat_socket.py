@@ -56,8 +56,9 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         await _refuse(ws, chat.metrics, name, protocol.Refusal(
             "too_many_connections", "too many chat connections from your address"))
         return ws
-    outbox = chat.outbox(address)
-    writer = asyncio.create_task(_pump(ws, request.transport, outbox, chat.metrics),
+    transport = request.transport
+    outbox = chat.outbox(address, _write_now(ws, transport))
+    writer = asyncio.create_task(_pump(ws, transport, outbox, chat.metrics),
                                  name=f"chat writer {name}")
     try:
         if await _join(request, ws, chat, outbox, name):
@@ -138,6 +139,54 @@ async def _refuse(ws: web.WebSocketResponse, metrics: ChatMetrics, stream: str,
     with contextlib.suppress(ConnectionError):  # (it may be gone already)
         await ws.send_str(protocol.encode(refusal.to_wire()))
         await ws.close(code=1008, message=refusal.code.encode())
+
+
+class _Frames:
+    """The last frame text, framed: a room's flush offers one text to every client in turn,
+    so it is encoded once for all of them."""
+
+    text: str | None = None
+    frame = b""
+
+    @classmethod
+    def of(cls, text: str) -> bytes:
+        if text is not cls.text:
+            cls.text, cls.frame = text, text_frame(text.encode())
+        return cls.frame
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's WebSocket text frame (RFC 6455 5.2: FIN, opcode 1, unmasked)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 1 << 16:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload
+
+
+def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None
+               ) -> Callable[[str], bool] | None:
+    """The fast path of a connection's outbox: a frame written to the transport at once.
+
+    Measured at 4,250 chatters x 50 messages/s (bench/chat.py, py-spy): waking a writer task
+    per client per flush cost about 35% of the loop and aiohttp's send_str, which frames and
+    encodes the same text again for every client, another 16%. Written here, the text is
+    framed once per flush (`_Frames`). It is the same frame aiohttp would write (no
+    compression is negotiated: `compress=False`), at a frame boundary of the same transport,
+    and only while the writer task has nothing queued and the socket takes it."""
+    if transport is None:
+        return None
+
+    def write_now(text: str) -> bool:
+        if ws.closed or transport.is_closing() or \
+                transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            return False
+        transport.write(_Frames.of(text))
+        return True
+    return write_now
 
 
 async def _pump(ws: web.WebSocketResponse, transport: asyncio.Transport | None,

@@ -256,3 +256,18 @@ async def test_reactions_are_counted_not_echoed(chat_server):
     totals = reactions["totals"]
     assert totals["heart"] <= 30
     await eventually(lambda: True)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_the_fast_path_frames_text_as_rfc_6455_says(size: int) -> None:
+    from golive.origin.chat_socket import text_frame
+
+    frame = text_frame(b"x" * size)
+    assert frame[0] == 0x81 and frame[1] & 0x80 == 0  # FIN + text; a server never masks
+    length, offset = frame[1] & 0x7F, 2
+    if length == 126:
+        length, offset = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, offset = int.from_bytes(frame[2:10], "big"), 10
+    assert length == size and frame[offset:] == b"x" * size
+    assert (size < 126) == (offset == 2) and (126 <= size < 65536) == (offset == 4)

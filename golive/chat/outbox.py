@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -17,30 +18,41 @@ class Closing:
     reason: str
 
 
+DROPPED, QUEUED, WRITTEN = 0, 1, 2  # what `put` did (DROPPED is falsy)
+
+
 class Outbox:
-    def __init__(self, conn: int, address: str, limit: int) -> None:
+    def __init__(self, conn: int, address: str, limit: int,
+                 write_now: Callable[[str], bool] | None = None) -> None:
         self.conn = conn
         self.address = address
         self.limit = limit  # objects
+        # The edge's fast path: write this frame text to the socket at once if it can take
+        # it (True), without waking the writer task. Only used while nothing is queued, so
+        # frames never overtake each other.
+        self.write_now = write_now
         self._items: deque[str] = deque()  # frame texts: one object, or an array of them
         self.queued = 0  # objects
         self.oldest: float | None = None  # monotonic time the oldest queued object was made
         self.ready = asyncio.Event()
         self.closing: Closing | None = None
 
-    def put(self, text: str, objects: int = 1, since: float | None = None) -> bool:
-        """Queue a frame text holding `objects` objects, made at `since` (monotonic). False
-        (nothing queued) when it would overflow the queue: the client cannot keep up."""
+    def put(self, text: str, objects: int = 1, since: float | None = None) -> int:
+        """Send or queue a frame text holding `objects` objects, made at `since` (monotonic):
+        WRITTEN (to the socket, at once), QUEUED (for the writer task), or DROPPED (nothing
+        done) when it would overflow the queue: the client cannot keep up."""
         if self.closing is not None:
-            return True  # (it is going anyway)
+            return QUEUED  # (it is going anyway)
+        if not self._items and self.write_now is not None and self.write_now(text):
+            return WRITTEN
         if self.queued + objects > self.limit:
-            return False
+            return DROPPED
         self._items.append(text)
         self.queued += objects
         if self.oldest is None:
             self.oldest = time.monotonic() if since is None else since
         self.ready.set()
-        return True
+        return QUEUED
 
     def take(self) -> tuple[str, float | None] | None:
         """Everything queued as one frame text, and when its oldest object was made."""

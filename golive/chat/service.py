@@ -27,7 +27,7 @@ from golive.chat import protocol
 from golive.chat.config import ChatConfig
 from golive.chat.gifts import GiftWebhook
 from golive.chat.metrics import ChatMetrics
-from golive.chat.outbox import Outbox
+from golive.chat.outbox import DROPPED, WRITTEN, Outbox
 from golive.chat.records import MessageRecord, Role, TimelineRecord
 from golive.chat.room import (
     ALL,
@@ -129,9 +129,10 @@ class ChatService:
 
     # -- the edge's calls -------------------------------------------------------------------
 
-    def outbox(self, address: str) -> Outbox:
+    def outbox(self, address: str, write_now: Callable[[str], bool] | None = None) -> Outbox:
+        """A new connection's outbox; `write_now` is the edge's fast path (see `Outbox`)."""
         self._next_conn += 1
-        return Outbox(self._next_conn, address, self.config.send_queue)
+        return Outbox(self._next_conn, address, self.config.send_queue, write_now)
 
     def connections_at(self, address: str) -> int:
         return sum(1 for run in self._rooms.values() for o in run.outboxes.values()
@@ -304,10 +305,13 @@ class ChatService:
              since: float | None = None) -> None:
         if outbox is None:
             return
-        if outbox.put(text, objects, since):
-            self.metrics.sent.labels(run.room.stream).inc(objects)
-        else:
+        done = outbox.put(text, objects, since)
+        if done == DROPPED:
             self._drop_slow(run, outbox)
+            return
+        self.metrics.sent.labels(run.room.stream).inc(objects)
+        if done == WRITTEN:
+            self.metrics.frames.inc()
 
     def _drop_slow(self, run: _RoomRun, outbox: Outbox) -> None:
         """It cannot keep up: dropped, so that it never holds the room back."""
@@ -338,10 +342,19 @@ class ChatService:
         pending, run.pending = run.pending, []
         text = pending[0] if len(pending) == 1 else "[" + ",".join(pending) + "]"
         objects, since = len(pending), run.pending_since
-        slow = [outbox for outbox in run.outboxes.values()
-                if not outbox.put(text, objects, since)]
-        # (Counted once per flush, not per client: this loop runs for every chatter.)
+        written = 0
+        slow = []
+        for outbox in run.outboxes.values():  # (this loop runs for every chatter: keep it lean)
+            done = outbox.put(text, objects, since)
+            if done == WRITTEN:
+                written += 1
+            elif done == DROPPED:
+                slow.append(outbox)
+        # Counted once per flush, not per client.
         self.metrics.sent.labels(run.room.stream).inc(objects * (len(run.outboxes) - len(slow)))
+        if written:
+            self.metrics.frames.inc(written)
+            self.metrics.delivery.observe(time.monotonic() - since)
         for outbox in slow:
             self._drop_slow(run, outbox)
 
