@@ -49,16 +49,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
-from .hls import HLS_ONLY, STREAM, Clip, Publication, _wait_listening, clip, golive_command, log
+from .hls import HLS_ONLY, STREAM, Clip, Publication, clip, golive_command, log, wait_listening
 from .hls import publish as publish_video
-from .hls_latency import DEFAULT_PART, LatencyRun, Observation, describe, observe
-from .hls_latency import _match as match_frames  # private there; asked to make it public
+from .hls_latency import DEFAULT_PART, LatencyRun, Observation, describe, match_frames, observe
 from .hls_latency import rows as latency_rows
 from .servers import (
     REPO,
     CpuSampler,
     ServerProcess,
-    _die_with_parent,
+    die_with_parent,
     free_port,
     machine_load,
 )
@@ -124,10 +123,10 @@ class ChatGolive(ServerProcess):
                 ]  # fmt: skip
                 self.proc = subprocess.Popen(
                     cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=self._log, preexec_fn=_die_with_parent,
+                    stderr=self._log, preexec_fn=die_with_parent,
                 )
                 ports = [self.port, self.http_port, self.admin_port]
-                if _wait_listening(self, ports, self.startup_timeout):
+                if wait_listening(self, ports, self.startup_timeout):
                     return self
                 self._stop()
             raise RuntimeError(f"golive did not start; log:\n{self.log()}")
@@ -168,7 +167,7 @@ class Generator:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.chat_load", *self.args, cwd=REPO,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         return self
 

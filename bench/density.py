@@ -68,7 +68,7 @@ from .hls import (
     clip,
     publish,
 )
-from .servers import _die_with_parent, machine_load, process_cpu
+from .servers import die_with_parent, machine_load, process_cpu
 from .transcode import LADDER, ffmpeg_command, reference_binaries
 
 FULL_COUNTS = (4, 5, 6, 7)
@@ -455,7 +455,7 @@ async def _run_ffmpeg(command: list[str], delay: float, progress: FfmpegProgress
     await asyncio.sleep(delay)
     proc = await asyncio.create_subprocess_exec(
         *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent)
+        preexec_fn=die_with_parent)
     pids.append(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.create_task(proc.stderr.read())

@@ -37,7 +37,7 @@ import numpy as np
 
 from golive.ingest.client import PublishClient, PublishStatus
 
-from .servers import REPO, ServerProcess, _die_with_parent, free_port
+from .servers import REPO, ServerProcess, die_with_parent, free_port
 
 CLIP = Path("/work/shared/media/bbb-720p25-5s.mp4")
 FPS = 25
@@ -236,7 +236,7 @@ def golive_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from golive.cli import main; sys.exit(main())"]
 
 
-def _wait_listening(server: ServerProcess, ports: list[int], timeout: float) -> bool:
+def wait_listening(server: ServerProcess, ports: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(ports)
     while pending and time.monotonic() < deadline:
@@ -298,9 +298,9 @@ class GoliveHls(ServerProcess):
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=self._log,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
-                if _wait_listening(self, [self.port, self.http_port], self.startup_timeout):
+                if wait_listening(self, [self.port, self.http_port], self.startup_timeout):
                     return self
                 self._stop()
             raise RuntimeError(f"golive did not start; log:\n{self.log()}")
@@ -386,9 +386,9 @@ class NginxHttp(ServerProcess):
                     stdin=subprocess.DEVNULL,
                     stdout=self._log,
                     stderr=self._log,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
-                if _wait_listening(self, [self.port], self.startup_timeout):
+                if wait_listening(self, [self.port], self.startup_timeout):
                     return self
                 self._stop()
             raise RuntimeError(f"nginx did not start; log:\n{self.log()}")

@@ -205,11 +205,11 @@ async def _run(hls: dict[str, object], seconds: float, media: Clip, label: str) 
     elapsed = after[3] - before[3]
     server, machine, own = ((b - a) / elapsed for a, b in zip(before[:3], after[:3], strict=True))
     run.golive_cpu, run.other_cpu = server, machine - server - own
-    _match(run)
+    match_frames(run)
     return run
 
 
-def _match(run: LatencyRun) -> None:
+def match_frames(run: LatencyRun) -> None:
     """Give every frame the listing time of its part and of its segment."""
     seen, times = run.seen, run.publication.frame_times
     stopped = run.publication.stopped

@@ -72,7 +72,7 @@ def machine_load(seconds: float = 1.0) -> float:
     return (machine_cpu() - before) / seconds
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: if the benchmark is killed outright (no chance to clean
     up), the kernel sends the server SIGTERM instead of leaving it running."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -227,7 +227,7 @@ class GoliveServer(ServerProcess):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             ready = self._read_json(self.startup_timeout)
@@ -326,7 +326,7 @@ class NginxRtmp(ServerProcess):
                     stdin=subprocess.DEVNULL,
                     stdout=self._log,
                     stderr=self._log,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
                 if self._wait_listening():
                     return self
