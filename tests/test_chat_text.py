@@ -212,3 +212,17 @@ def test_a_clock_going_back_mints_no_tokens_and_freezes_nothing() -> None:
     assert not bucket.take(40.0)  # (a wall clock stepped back)
     assert bucket.take(45.0)  # refills from the new time on, 1 token per 5 s
     assert not bucket.take(45.0)
+
+
+def test_joiners_that_writing_and_emoji_need_are_kept() -> None:
+    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+    england = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with a ZWNJ
+    for text in (family, england, persian):
+        assert message_text(text) == text
+    assert message_text("a\u202eb\u2066c") == "abc"  # bidi overrides and isolates go
+
+
+def test_a_joiner_does_not_hide_a_filtered_word() -> None:
+    assert WordFilter(["spam"]).blocks("sp\u200dam now")
+    assert WordFilter(["spam"]).blocks("s\u200cpam")

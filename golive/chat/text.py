@@ -16,9 +16,12 @@ MAX_NAME_LENGTH = 32
 RESERVED_NAMES = frozenset({"creator", "moderator", "mod", "admin", "administrator", "golive",
                             "system", "staff", "owner", "host", "streamer", "server"})
 _NAME_PUNCTUATION = frozenset(" _-.'")
-# Control and format characters (bidi overrides, zero-width joiners) make text that reads
-# differently from what it is; line breaks become spaces in a one-line chat.
+# Control and format characters (bidi overrides, invisible separators) make text that reads
+# differently from what it is; line breaks become spaces in a one-line chat. Kept: the zero
+# width (non-)joiners, which emoji sequences (👨‍👩‍👧) and Indic and Persian writing need,
+# and the tag characters of subdivision flags (🏴 England). The word filter ignores them.
 _DROPPED = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+_KEPT_FORMAT = frozenset({"\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))})
 
 
 def fold(name: str) -> str:
@@ -52,15 +55,17 @@ def message_text(raw: str) -> str:
     # Every line break and space (U+2028, NEL, no-break...) is a space; some are control
     # characters, and dropped they would glue two words together.
     text = "".join(" " if c.isspace() else c for c in text
-                   if c.isspace() or unicodedata.category(c) not in _DROPPED)
+                   if c.isspace() or c in _KEPT_FORMAT
+                   or unicodedata.category(c) not in _DROPPED)
     return re.sub(r" {2,}", " ", text).strip()
 
 
 def _words_of(text: str) -> list[str]:
-    """The text's words, folded. Combining marks go before the text is cut into words: a
-    stray one ("s\u0336pam") would otherwise cut a word in two."""
+    """The text's words, folded. Combining marks and format characters go before the text is
+    cut into words: a stray one ("s\u0336pam", "sp\u200dam") would otherwise cut a word in
+    two."""
     bare = "".join(c for c in unicodedata.normalize("NFKD", text)
-                   if not unicodedata.combining(c))
+                   if not unicodedata.combining(c) and unicodedata.category(c) != "Cf")
     return [w for w in map(fold, re.findall(r"\w+", bare)) if w]
 
 
