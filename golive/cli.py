@@ -394,7 +394,7 @@ def _banner(server: Server, generated_key: str | None) -> None:
         lines[live:live] = [f"Watch:         {http}/watch/{name}",
                             f"HLS playlist:  {http}/live/{name}/index.m3u8"]
         if server.chat is not None:
-            lines[live:live] = [
+            lines[live + 2:live + 2] = [
                 f"Studio:        {http}/studio/{name}  (chat, moderation, questions; sign in "
                 "with the stream key)",
                 f"OBS overlay:   {http}/overlay/{name}  (add it as a Browser Source)"]

@@ -51,6 +51,9 @@ async def test_a_debian_hostname_is_not_what_the_banner_says(
     assert f"  Server:      rtmp://192.168.1.20:{rtmp}/live\n" in text
     assert f"               (or rtmp://10.0.0.5:{rtmp}/live)\n" in text
     assert f"Watch:         http://192.168.1.20:{http}/watch/cam\n" in text
+    assert f"Studio:        http://192.168.1.20:{http}/studio/cam  (" in text
+    assert f"OBS overlay:   http://192.168.1.20:{http}/overlay/cam  (" in text
+    assert text.index("Watch:") < text.index("Studio:") < text.index("OBS overlay:")
     # Metrics and the admin API are on the loopback admin listener, on purpose; every other
     # address in the banner is for other devices.
     admin = f"http://127.0.0.1:{server.admin_port}"
