@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from typing import Any
 
@@ -207,9 +208,11 @@ def _masked_frame(payload: bytes) -> bytes:
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def test_moderator_tokens_and_trusted_proxies(chat_server):
+async def test_moderator_tokens_and_trusted_proxies(chat_server, caplog):
+    caplog.set_level(logging.DEBUG)
     token = "moderator-token-0123456789"
-    _, connect = await chat_server(moderators={"Grace": token}, trusted_proxies=("127.0.0.1",))
+    server, connect = await chat_server(moderators={"Grace": token},
+                                        trusted_proxies=("127.0.0.1",))
     mod = await connect("whatever", token=token)
     welcome = await mod.next("welcome")
     assert welcome["user"] == {**welcome["user"], "role": "moderator", "name": "Grace"}
@@ -223,6 +226,7 @@ async def test_moderator_tokens_and_trusted_proxies(chat_server):
     assert (await again.next("error"))["code"] == "banned"
     elsewhere = await connect("Other", headers={"X-Forwarded-For": "203.0.113.8"})
     assert (await elsewhere.next("welcome"))["user"]["name"] == "Other"
+    assert token not in caplog.text and token not in (await scrape(server)).text
 
 
 async def test_watch_only_join_reads_but_cannot_write(chat_server):
