@@ -275,3 +275,22 @@ def test_the_fast_path_frames_text_as_rfc_6455_says(size: int) -> None:
         length, offset = int.from_bytes(frame[2:10], "big"), 10
     assert length == size and frame[offset:] == b"x" * size
     assert (size < 126) == (offset == 2) and (126 <= size < 65536) == (offset == 4)
+
+
+async def test_connections_per_address_are_limited_and_freed(chat_server):
+    _, connect = await chat_server(connections_per_address=2)
+    first, second = await connect("One"), await connect("Two")
+    await first.next("welcome")
+    await second.next("welcome")
+    third = await connect("Three")
+    assert (await third.next("error"))["code"] == "too_many_connections"
+    await first.ws.close()
+    for _ in range(50):  # the server notices the close
+        fourth = await connect("Four")
+        reply = None
+        try:
+            reply = await fourth.next("welcome", timeout=1)
+            break
+        except ConnectionError:
+            await asyncio.sleep(0.05)
+    assert reply is not None and reply["user"]["name"] == "Four"

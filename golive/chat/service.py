@@ -17,7 +17,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +97,7 @@ class ChatService:
         self._loading: dict[str, asyncio.Future[_RoomRun]] = {}
         self._streams: dict[int, str] = {}  # conn -> its room
         self._identities: OrderedDict[str, str] = OrderedDict()  # resume token -> user id
+        self._addresses: Counter[str] = Counter()  # open chat sockets per client address
         self._webhook = (GiftWebhook(config.gift_webhook, config.gift_webhook_timeout)
                          if config.gifting and config.gift_webhook else None)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -132,11 +133,12 @@ class ChatService:
     def outbox(self, address: str, write_now: Callable[[str], bool] | None = None) -> Outbox:
         """A new connection's outbox; `write_now` is the edge's fast path (see `Outbox`)."""
         self._next_conn += 1
+        self._addresses[address] += 1
         return Outbox(self._next_conn, address, self.config.send_queue, write_now)
 
     def connections_at(self, address: str) -> int:
-        return sum(1 for run in self._rooms.values() for o in run.outboxes.values()
-                   if o.address == address)
+        """Chat sockets open from `address` (joined or not yet)."""
+        return self._addresses.get(address, 0)
 
     def moderator_for(self, token: str) -> str | None:
         """The configured moderator whose token this is (compared in constant time)."""
@@ -189,15 +191,16 @@ class ChatService:
         self._apply(run, run.room.receive(outbox.conn, event, now, self._live_date(stream)))
 
     def leave(self, outbox: Outbox) -> None:
-        stream = self._streams.pop(outbox.conn, None)
+        """The connection is gone (the edge calls this once for every outbox it got)."""
+        left = self._addresses[outbox.address] - 1
+        if left > 0:
+            self._addresses[outbox.address] = left
+        else:
+            del self._addresses[outbox.address]
+        stream = self._streams.get(outbox.conn)
         run = self._rooms.get(stream) if stream is not None else None
-        if run is None:
-            return
-        run.room.leave(outbox.conn)
-        run.outboxes.pop(outbox.conn, None)
-        self.metrics.connections.labels(stream).set(len(run.outboxes))
-        if not run.outboxes:
-            run.idle_since = time.monotonic()
+        if run is not None:
+            self._forget_conn(run, outbox.conn)
 
     def chatters(self, stream: str) -> int:
         run = self._rooms.get(stream)
@@ -333,6 +336,8 @@ class ChatService:
         run.room.leave(conn)
         if run.outboxes.pop(conn, None) is not None:
             self.metrics.connections.labels(run.room.stream).set(len(run.outboxes))
+            if not run.outboxes:
+                run.idle_since = time.monotonic()
         self._streams.pop(conn, None)
 
     def _flush(self, run: _RoomRun) -> None:
