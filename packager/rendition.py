@@ -215,8 +215,8 @@ class Rendition:
         self.open = None
         if not segment.parts:
             return
-        body = b"".join(self.store.get(self.prefix + part.uri) or b"" for part in segment.parts)
-        self.store.put(self.prefix + segment.uri, body)
+        self.store.put_joined(self.prefix + segment.uri,
+                              [self.prefix + part.uri for part in segment.parts])
         segment.complete = True
         self.segments.append(segment)
         self._parted.append(segment)

@@ -50,6 +50,10 @@ class Store(Protocol):
     holds_playlists: bool  # write playlist files too (for other servers reading the store)
 
     def put(self, key: str, data: bytes) -> None: ...
+    def put_joined(self, key: str, parts: list[str]) -> int:
+        """Store `key` as the join of the files `parts` (a segment of its LL-HLS parts), which
+        stay readable; the bytes joined. In memory the parts then become views of the joined
+        buffer, so a segment and its parts never hold the same bytes twice."""
     def get(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
     def size(self) -> int: ...
@@ -63,26 +67,46 @@ class MemoryStore:
     holds_playlists = False
 
     def __init__(self) -> None:
-        self._files: dict[str, bytes] = {}
-        self._bytes = 0
+        self._files: dict[str, bytes | memoryview] = {}
+        self._views: set[str] = set()  # keys holding a view of another key's bytes
+        self._bytes = 0  # held, counting each buffer once
 
     def put(self, key: str, data: bytes) -> None:
         if not valid_key(key):
             raise ValueError(f"bad store key {key!r}")
-        old = self._files.get(key)
-        if old is not None:
-            self._bytes -= len(old)
+        self.delete(key)
         self._files[key] = data
         self._bytes += len(data)
+
+    def put_joined(self, key: str, parts: list[str]) -> int:
+        chunks = [self._files.get(part, b"") for part in parts]
+        body = b"".join(chunks)
+        self.put(key, body)
+        view, offset = memoryview(body), 0
+        for part, chunk in zip(parts, chunks, strict=True):
+            if part in self._files:  # (a part deleted meanwhile stays deleted)
+                self.delete(part)
+                self._files[part] = view[offset:offset + len(chunk)]
+                self._views.add(part)
+            offset += len(chunk)
+        return len(body)
 
     def get(self, key: str) -> bytes | None:
         if not valid_key(key):
             return None
-        return self._files.get(key)
+        # A view is bytes-like: the origin sends it as it is (no copy); len() and slicing
+        # for ranges work the same.
+        return self._files.get(key)  # type: ignore[return-value]
 
     def delete(self, key: str) -> None:
         old = self._files.pop(key, None)
-        if old is not None:
+        if old is None:
+            return
+        if key in self._views:
+            # Its bytes were counted with the joined file (they stay alive while any view
+            # of them does; parts outlive their segment by a few seconds at most).
+            self._views.discard(key)
+        else:
             self._bytes -= len(old)
 
     def size(self) -> int:
@@ -129,6 +153,11 @@ class DiskStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         self._bytes += len(data) - old
+
+    def put_joined(self, key: str, parts: list[str]) -> int:
+        body = b"".join(self.get(part) or b"" for part in parts)
+        self.put(key, body)
+        return len(body)
 
     def path(self, key: str) -> Path | None:
         path = self._path(key)
@@ -188,6 +217,13 @@ class FallbackStore:
             self._memory.put(key, data)
         else:
             self._forget(key)  # a newer copy is on disk now
+
+    def put_joined(self, key: str, parts: list[str]) -> int:
+        # Parts held in memory (the disk failed) are joined with those on disk; the segment
+        # then goes where `put` can put it.
+        body = b"".join(self.get(part) or b"" for part in parts)
+        self.put(key, body)
+        return len(body)
 
     def get(self, key: str) -> bytes | None:
         data = self._memory.get(key)

@@ -1,0 +1,61 @@
+"""A segment stored as the join of its parts: the same bytes are held once, in memory, and
+every part still reads back as it was (issue 12, memory: parts and segments must not hold the
+same bytes twice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore
+
+PARTS = [b"moof-mdat-0" * 100, b"moof-mdat-1" * 90, b"moof-mdat-2" * 80]
+KEYS = [f"s/source/part-7.{i}.m4s" for i in range(3)]
+SEGMENT = "s/source/seg-7.m4s"
+
+
+def _filled(store: MemoryStore | DiskStore | FallbackStore) -> None:
+    for key, data in zip(KEYS, PARTS, strict=True):
+        store.put(key, data)
+
+
+def test_in_memory_the_parts_become_views_of_the_segment() -> None:
+    store = MemoryStore()
+    _filled(store)
+    assert store.size() == sum(map(len, PARTS))
+    assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+    segment = store.get(SEGMENT)
+    assert segment == b"".join(PARTS)
+    # The parts read back unchanged, from the segment's own buffer: held once.
+    for key, data in zip(KEYS, PARTS, strict=True):
+        part = store.get(key)
+        assert part == data and isinstance(part, memoryview) and part.obj is segment
+    assert store.size() == len(segment)
+    # Ranges of a part (the origin slices for Range requests) read the same bytes.
+    assert bytes(store.get(KEYS[1])[5:20]) == PARTS[1][5:20]  # type: ignore[index]
+    store.delete(KEYS[0])
+    assert store.get(KEYS[0]) is None and store.size() == len(segment)
+    store.delete(SEGMENT)  # the segment leaves the window before its last parts
+    assert store.get(KEYS[2]) == PARTS[2] and store.size() == 0
+    for key in KEYS[1:]:
+        store.delete(key)
+    assert store.size() == 0
+    store.put(KEYS[1], b"again")  # a key reused after its view was deleted: plain again
+    assert store.size() == 5 and store.get(KEYS[1]) == b"again"
+
+
+def test_a_part_already_gone_is_not_brought_back() -> None:
+    store = MemoryStore()
+    _filled(store)
+    store.delete(KEYS[1])
+    assert store.put_joined(SEGMENT, KEYS) == len(PARTS[0]) + len(PARTS[2])
+    assert store.get(KEYS[1]) is None
+    assert store.get(KEYS[2]) == PARTS[2]
+
+
+def test_on_disk_the_segment_is_a_file_of_its_own(tmp_path: Path) -> None:
+    for store in (DiskStore(tmp_path / "disk"), FallbackStore(DiskStore(tmp_path / "fb"))):
+        _filled(store)
+        assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+        path = store.path(SEGMENT)
+        assert path is not None and path.read_bytes() == b"".join(PARTS)
+        assert all(store.get(k) == d for k, d in zip(KEYS, PARTS, strict=True))
