@@ -202,8 +202,8 @@ def keys_remove(name: str, state_dir: str | None) -> None:
 @click.option("--no-low-latency", "classic", is_flag=True, default=None,
               help="Classic HLS only: no LL-HLS parts, preload hints or blocking reload.")
 @click.option("--store-dir", type=click.Path(file_okay=False), default=None,
-              help="Write segments and playlists to this directory (atomic writes, e.g. for "
-                   "a CDN or nginx to serve) instead of keeping them in memory.")
+              help="Also write segments and playlists to this directory (atomic writes, e.g. "
+                   "for a CDN or nginx to serve); golive itself serves them from memory.")
 @click.option("--record-dir", type=click.Path(file_okay=False), default=None,
               help="Also record every broadcast here as a VOD playlist.")
 @click.option("--mpegts", is_flag=True, default=None,

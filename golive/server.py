@@ -31,7 +31,7 @@ from golive.packager.broadcast import SUBSCRIBER
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import DateRange
 from golive.packager.service import PackagerService
-from golive.packager.store import DiskStore, FallbackStore, MemoryStore, Store
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore, MirroredStore, Store
 from golive.stream_series import StreamSeries
 from golive.transcode.audio import AudioToAac
 from golive.transcode.service import Transcoder
@@ -59,7 +59,9 @@ class Server:
         self.packager_metrics = PackagerMetrics(self.registry)
         self.store: Store = MemoryStore()
         if config.hls.store_dir:  # a failing disk: the stream goes on from memory, counted
-            self.store = FallbackStore(DiskStore(config.hls.store_dir), self._count_store_error)
+            # Served from a copy in memory: on uvloop, files go out without sendfile.
+            self.store = MirroredStore(FallbackStore(DiskStore(config.hls.store_dir),
+                                                     self._count_store_error))
         self.transcoder = (Transcoder(config.transcode, self.registry)
                            if config.transcode.enabled else None)
         audio = (AudioToAac(config.transcode.audio_bitrate, self.registry)

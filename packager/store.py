@@ -187,6 +187,50 @@ class DiskStore:
         return self._bytes
 
 
+class MirroredStore:
+    """A store on disk (for nginx, a CDN origin pull, a look at the files) whose live files
+    golive's own origin serves from a copy in memory.
+
+    Measured (2026-12-04, wrk, 32 connections, one 0.6-0.8 MB segment of a live 720p
+    stream): from the disk 1,150-1,370 requests/s, from memory 3,520, nginx 4,300. The disk
+    path is slow because uvloop has no `loop.sendfile`, so aiohttp's FileResponse falls back
+    to reading the file in a thread and writing it through Python. The copy costs what the
+    memory store holds anyway: the window and its retention, segments held once with their
+    parts (`put_joined`), dropped when the packager deletes them."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.holds_playlists = inner.holds_playlists
+        self._memory = MemoryStore()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._memory.put(key, data)
+        self.inner.put(key, data)
+
+    def put_joined(self, key: str, parts: list[str]) -> int:
+        size = self._memory.put_joined(key, parts)
+        body = self._memory.get(key)
+        self.inner.put(key, body if body is not None else b"")  # (no need to read the parts back)
+        return size
+
+    def get(self, key: str) -> bytes | None:
+        data = self._memory.get(key)
+        return data if data is not None else self.inner.get(key)
+
+    def path(self, key: str) -> Path | None:
+        return None if self._memory.get(key) is not None else self.inner.path(key)
+
+    def delete(self, key: str) -> None:
+        self._memory.delete(key)
+        self.inner.delete(key)
+
+    def size(self) -> int:
+        return self.inner.size()
+
+    def memory_size(self) -> int:
+        return self._memory.size()
+
+
 def _reason(exc: OSError) -> str:
     """`[Errno 28] No space left on device`: the OS's reason without the file name."""
     return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None else str(exc)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from golive.packager.store import DiskStore, FallbackStore, MemoryStore
+from golive.packager.store import DiskStore, FallbackStore, MemoryStore, MirroredStore
 
 PARTS = [b"moof-mdat-0" * 100, b"moof-mdat-1" * 90, b"moof-mdat-2" * 80]
 KEYS = [f"s/source/part-7.{i}.m4s" for i in range(3)]
@@ -59,3 +59,19 @@ def test_on_disk_the_segment_is_a_file_of_its_own(tmp_path: Path) -> None:
         path = store.path(SEGMENT)
         assert path is not None and path.read_bytes() == b"".join(PARTS)
         assert all(store.get(k) == d for k, d in zip(KEYS, PARTS, strict=True))
+
+
+def test_a_mirrored_disk_store_serves_from_memory_and_writes_every_file(tmp_path: Path) -> None:
+    disk = DiskStore(tmp_path)
+    store = MirroredStore(FallbackStore(disk))
+    _filled(store)
+    for key, data in zip(KEYS, PARTS, strict=True):  # on disk for nginx, and in memory
+        assert (tmp_path / key).read_bytes() == data
+        assert store.path(key) is None and store.get(key) == data
+    (tmp_path / KEYS[0]).unlink()  # the segment is joined in memory, not read back from disk
+    assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+    assert (tmp_path / SEGMENT).read_bytes() == b"".join(PARTS)
+    assert store.memory_size() == sum(map(len, PARTS))  # held once, in memory
+    store.delete(SEGMENT)
+    assert not (tmp_path / SEGMENT).exists() and store.get(SEGMENT) is None
+    assert store.holds_playlists
