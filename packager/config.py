@@ -21,7 +21,7 @@ class HlsConfig:
     low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
     window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
     grace_period: float = 10.0  # seconds a dropped publisher may reconnect into the playlist
-    store_dir: str | None = None  # None: segments live in memory; else this directory
+    store_dir: str | None = None  # also write every file here (golive serves from memory)
     record_dir: str | None = None  # also record every broadcast here as a VOD playlist
     mpegts: bool = False  # also package H.264/AAC as classic MPEG-TS (ts/index.m3u8)
     player_dir: str | None = None  # where hls.js is; None: the project's node_modules
