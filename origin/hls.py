@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 from pathlib import Path
 
 from aiohttp import web
@@ -26,7 +27,7 @@ VIEWERS = web.AppKey("viewers", ViewerCounter)
 IMMUTABLE = "public, max-age=86400, immutable"
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Age, Date",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Age, Date, ETag",
 }
 
 
@@ -36,6 +37,14 @@ def _encoded(text: str, gzipped: bool) -> bytes:
     same string object (whose hash Python keeps) comes back until the playlist changes."""
     body = text.encode()
     return gzip.compress(body, compresslevel=5, mtime=0) if gzipped else body
+
+
+@functools.lru_cache(maxsize=1024)
+def _etag(text: str) -> str:
+    """A playlist version's entity tag, computed once per version (as `_encoded`). From the
+    text itself, not a counter: a restart starts counting again, and a CDN must never take a
+    new playlist for the old one."""
+    return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
 
 
 def _cache_control(answer: HlsFile) -> str:
@@ -72,8 +81,15 @@ async def _ask(request: web.Request, rendition: str | None, filename: str = "ind
 
 def _playlist_response(request: web.Request, answer: HlsFile) -> web.Response:
     text = answer.text or ""
-    headers = {**CORS, "Cache-Control": _cache_control(answer), "Vary": "Accept-Encoding"}
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "") and len(text) > 256
+    # One tag per representation (RFC 9110 8.8.3): the gzipped bytes are not the plain ones.
+    etag = _etag(text)[:-1] + ('-gz"' if gzipped else '"')
+    headers = {**CORS, "Cache-Control": _cache_control(answer), "Vary": "Accept-Encoding",
+               "ETag": etag}
+    # A CDN revalidating its copy (If-None-Match) gets 304 while the playlist is the same.
+    matches = request.headers.get("If-None-Match", "")
+    if etag in matches or matches.strip() == "*":
+        return web.Response(status=304, headers=headers)
     body = _encoded(text, gzipped)
     if gzipped:
         headers["Content-Encoding"] = "gzip"

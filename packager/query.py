@@ -233,6 +233,8 @@ async def _first_segment(rendition: Rendition) -> bool:
     """Wait (at most three target durations) for the first complete segment of a stream that
     just went live. A playlist of parts only has no EXTINF, and hls.js reports it as an
     empty level (levelEmptyError) and retries: better to answer a moment later."""
+    if rendition.segments or rendition.ended:  # (every request but a stream's first ones)
+        return bool(rendition.segments) or rendition.has_media
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 3 * rendition.target_duration
     while not rendition.segments and not rendition.ended:

@@ -147,6 +147,23 @@ async def test_playlists_are_gzipped_when_asked(live: tuple[Server, RawPublisher
     assert re.fullmatch(r"public, max-age=\d+", plain_headers["Cache-Control"])
 
 
+async def test_a_playlist_revalidates_with_its_etag(live: tuple[Server, RawPublisher]) -> None:
+    server, _ = live
+    path = f"/live/{NAME}/source/index.m3u8"
+    _, headers, body = await get(server, path)
+    etag = headers["Etag"]  # (as aiohttp's client spells it)
+    status, again, empty = await get(server, path, {"If-None-Match": etag})
+    assert status == 304 and empty == b"" and again["Etag"] == etag
+    _, gzipped, _ = await get(server, path, {"Accept-Encoding": "gzip"})
+    assert gzipped["Etag"] != etag  # another representation, another tag
+    status, _, _ = await get(server, path, {"If-None-Match": '"something-else"'})
+    assert status == 200
+    # A new version of the playlist (here its end) is a new tag: never a 304 for old bytes.
+    server.packager.get(NAME).source.end()
+    status, changed, new_body = await get(server, path, {"If-None-Match": etag})
+    assert status == 200 and changed["Etag"] != etag and new_body != body
+
+
 async def test_blocking_reload_rules(live: tuple[Server, RawPublisher]) -> None:
     server, _ = live
     rendition = server.packager.get(NAME).source
