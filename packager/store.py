@@ -191,8 +191,9 @@ class MirroredStore:
     """A store on disk (for nginx, a CDN origin pull, a look at the files) whose live files
     golive's own origin serves from a copy in memory.
 
-    Measured (2026-12-04, wrk, 32 connections, one 0.6-0.8 MB segment of a live 720p
-    stream): from the disk 1,150-1,370 requests/s, from memory 3,520, nginx 4,300. The disk
+    Measured (2026-12-04, bench/origin_load.py, wrk, 32 connections, one 0.6-0.8 MB segment
+    of a live 720p stream): from the disk 1,150-1,370 requests/s (0.26x nginx), from memory
+    3,560 (0.53-0.83x nginx's 4,300-6,800 across runs; about 2.8 GB/s). The disk
     path is slow because uvloop has no `loop.sendfile`, so aiohttp's FileResponse falls back
     to reading the file in a thread and writing it through Python. The copy costs what the
     memory store holds anyway: the window and its retention, segments held once with their
