@@ -68,6 +68,13 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 elif message.type is WSMsgType.BINARY:
                     outbox.put(protocol.encode(protocol.Refusal(
                         "bad_request", "frames are JSON text").to_wire()))
+                elif message.type is WSMsgType.ERROR:  # aiohttp closes it (1009, 1002)
+                    too_big = getattr(message.data, "code", None) == 1009  # WebSocketError
+                    code = "too_big" if too_big else "protocol_error"
+                    chat.metrics.refusals.labels(name, code).inc()
+                    log.info("chat %s: closed a client (%s): %s", name, address,
+                             message.data)
+                    break
                 if outbox.closing is not None:
                     break
     finally:

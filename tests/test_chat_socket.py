@@ -90,7 +90,8 @@ async def test_a_message_reaches_everyone_and_the_creator_deletes_it(chat_server
     assert KEY not in (await scrape(server)).text
 
 
-async def test_a_banned_viewer_is_closed_and_cannot_come_back(chat_server):
+async def test_a_banned_viewer_is_closed_and_cannot_come_back(chat_server, caplog):
+    caplog.set_level(logging.INFO)
     _, connect = await chat_server()
     ada = await connect("Ada")
     ada_id = (await ada.next("welcome"))["user"]["id"]
@@ -103,6 +104,7 @@ async def test_a_banned_viewer_is_closed_and_cannot_come_back(chat_server):
     assert ada.ws.close_code == 1008
     again = await connect("ada")  # same address, same name folded: refused
     assert (await again.next("error"))["code"] == "banned"
+    assert "chat main: closed a client (127.0.0.1): banned" in caplog.text
 
 
 async def test_refusals_have_stable_codes(chat_server):
@@ -125,7 +127,7 @@ async def test_refusals_have_stable_codes(chat_server):
 
 
 async def test_a_huge_frame_closes_only_that_client(chat_server):
-    _, connect = await chat_server()
+    server, connect = await chat_server()
     ada = await connect("Ada")
     await ada.next("welcome")
     bob = await connect("Bob")
@@ -136,6 +138,8 @@ async def test_a_huge_frame_closes_only_that_client(chat_server):
     assert ada.ws.close_code == 1009
     await bob.send(type="message", text="still here")
     assert (await bob.next("message"))["text"] == "still here"
+    assert (await scrape(server)).get("golive_chat_refusals_total", stream=NAME,
+                                      code="too_big") == 1
 
 
 async def test_a_client_that_does_not_read_is_dropped_and_the_room_goes_on(chat_server):

@@ -26,7 +26,8 @@ class ChatMetrics:
             "golive_chat_sent_frames_total", "WebSocket frames written to clients (each holds "
             "one object or a batch).", registry=registry)
         self.refusals = Counter(
-            "golive_chat_refusals_total", "Error objects sent to clients, by code.",
+            "golive_chat_refusals_total", "Refusals by code: the error objects sent to "
+            "clients, and clients closed for flooding, a too_big frame or a protocol_error.",
             ["stream", "code"], registry=registry)
         self.moderation = Counter(
             "golive_chat_moderation_actions_total", "Moderation actions carried out, by action.",

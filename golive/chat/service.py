@@ -330,6 +330,10 @@ class ChatService:
             outbox = direct
         if outbox is not None:
             outbox.close(close.code, close.reason)
+            # (A refused join is the client's own business; a ban or a flood is the operator's.)
+            if close.reason in ("banned", "flooding"):
+                log.info("chat %s: closed a client (%s): %s", run.room.stream,
+                         outbox.address, close.reason)
         self._forget_conn(run, close.conn)
 
     def _forget_conn(self, run: _RoomRun, conn: int) -> None:
