@@ -135,7 +135,7 @@ async def test_history_and_bans_survive_a_restart(make_server, tmp_path):
     server = await make_server(keys={KEY: NAME}, state_dir=state)
     async with aiohttp.ClientSession() as session:
         ada = await _connect(session, server.http_port, "Ada")
-        await ada.next("welcome")
+        ada_welcome = await ada.next("welcome")
         troll = await _connect(session, server.http_port, "Troll")
         troll_id = (await troll.next("welcome"))["user"]["id"]
         creator = await _connect(session, server.http_port, "Host", token=KEY)
@@ -155,6 +155,10 @@ async def test_history_and_bans_survive_a_restart(make_server, tmp_path):
         assert welcome["room"]["slow_mode"] == 30
         troll = await _connect(session, again.http_port, "troll")  # the name is banned
         assert (await troll.next("error"))["code"] == "banned"
+        # Ada's resume token names her after the restart too: the same user id.
+        back = Client(await session.ws_connect(f"http://127.0.0.1:{again.http_port}/chat/{NAME}"))
+        await back.send(type="join", name="Ada", resume=ada_welcome["resume"])
+        assert (await back.next("welcome"))["user"]["id"] == ada_welcome["user"]["id"]
     # The operator reads the moderation log on the admin listener.
     status, text = await http_get(again.admin_port, f"/api/admin/chat/{NAME}/audit")
     assert status == 200

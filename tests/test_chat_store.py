@@ -349,6 +349,7 @@ def test_released_migrations_never_change() -> None:
     released = {
         1: "7b5691b6aecaa2951abbeb64d250b6dcbae30131215da65d1b88c9e30fc1d5da",
         2: "2859b4720e36edb2a6c08c36e684e379658f73a64b2da1b8c1f511c937ff4eb9",
+        3: "71fb136e8c0dc9228df424f0dc0c8715190260784622e3527d9440fae62ec009",
     }
     for version, digest in released.items():
         assert hashlib.sha256(MIGRATIONS[version - 1].encode()).hexdigest() == digest, version
@@ -670,3 +671,20 @@ async def test_open_refuses_a_newer_file(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(ChatStoreError, match="newer golive"):
         await AsyncChatStore.open(tmp_path)
+
+
+def test_identities_are_kept_by_the_hash_of_their_token(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    token_hash = hashlib.blake2b(b"resume-token", digest_size=16).digest()
+    store.put_identity(token_hash, "u-0123456789abcdef", 1_000)
+    store.put_identity(token_hash, "u-0123456789abcdef", 5_000)  # seen again
+    store.close()
+    store = ChatStore(tmp_path)
+    assert store.identity(token_hash) == "u-0123456789abcdef"
+    assert store.identity(b"another") is None
+    assert b"resume-token" not in (tmp_path / FILE).read_bytes()
+    store.purge(4_000)  # seen at 5,000: kept
+    assert store.identity(token_hash) == "u-0123456789abcdef"
+    store.purge(6_000)
+    assert store.identity(token_hash) is None
+    store.close()

@@ -65,6 +65,7 @@ class ChatStoreLike(Protocol):
     async def settings(self, stream: str) -> Any: ...
     async def open_questions(self, stream: str) -> list[Any]: ...
     async def top_supporters(self, stream: str, limit: int) -> list[Any]: ...
+    async def identity(self, token_hash: bytes) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -156,7 +157,7 @@ class ChatService:
         self._flush(run)  # what was said before this join is in its history, not sent again
         if name is not None:
             event = protocol.Join(name, event.token, event.resume, event.watch)
-        user_id, resume = self._identity(stream, event, role)
+        user_id, resume = await self._identity(stream, event, role)
         now = self._clock()
         outcome = run.room.join(outbox.conn, outbox.address, event, role, user_id, now, resume)
         joined = outbox.conn in run.room.members
@@ -240,23 +241,28 @@ class ChatService:
         return Room(stream, config, history=history, bans=bans, settings=settings,
                     questions=questions, supporters=supporters)
 
-    def _identity(self, stream: str, event: protocol.Join, role: Role
-                  ) -> tuple[str, str | None]:
-        """The user id to join as, and the resume token to give the client (viewers)."""
+    async def _identity(self, stream: str, event: protocol.Join, role: Role
+                        ) -> tuple[str, str | None]:
+        """The user id to join as, and the resume token to give the client (viewers). A
+        token is remembered here (recent ones) and in the store (by its hash: it is a
+        credential), so it names the same user after a restart too."""
         if role is Role.CREATOR:
             return _stable_id(f"creator\0{stream}"), None
         if role is Role.MODERATOR:
             return _stable_id(f"moderator\0{event.name}"), None
-        if event.resume is not None:
-            user_id = self._identities.get(event.resume)
-            if user_id is not None:
-                self._identities.move_to_end(event.resume)
-                return user_id, event.resume
-        token = secrets.token_urlsafe(18)
-        user_id = f"u-{secrets.token_hex(8)}"
+        token = event.resume
+        user_id = self._identities.get(token) if token else None
+        if token and user_id is None and self.store is not None and len(token) <= 64:
+            user_id = await self.store.identity(_token_hash(token))
+        if token is None or user_id is None:
+            token, user_id = secrets.token_urlsafe(18), f"u-{secrets.token_hex(8)}"
         self._identities[token] = user_id
+        self._identities.move_to_end(token)
         while len(self._identities) > MAX_IDENTITIES:
             self._identities.popitem(last=False)
+        if self.store is not None:  # (seen now: retention counts from the last visit)
+            self.store.write("put_identity", _token_hash(token), user_id,
+                             round(self._clock() * 1000))
         return user_id, token
 
     # -- routing what a room returns ----------------------------------------------------------
@@ -456,6 +462,10 @@ _TYPE_NAMES = {cls: name for name, cls in (
     ("filter", protocol.Filter), ("user_messages", protocol.UserMessages),
     ("pin", protocol.Pin), ("answer", protocol.Answer), ("done", protocol.Done),
     ("marker", protocol.Marker), ("ping", protocol.Ping))}
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.blake2b(token.encode(errors="replace"), digest_size=16).digest()
 
 
 def _stable_id(seed: str) -> str:

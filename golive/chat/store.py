@@ -169,6 +169,16 @@ MIGRATIONS: list[str] = [
         WHERE state IN ('queued', 'answering');
     CREATE INDEX timeline_by_stream ON timeline (stream, at);
     """,
+    # v3: viewers' identities, so that a resume token outlives a restart (a ban by user id
+    # then follows the person). The token is a credential: only its hash is kept.
+    """
+    CREATE TABLE identities (
+        token_hash BLOB PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        last_seen INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX identities_by_time ON identities (last_seen);
+    """,
 ]
 
 
@@ -530,12 +540,26 @@ class ChatStore:
             "ORDER BY at, seq", (stream, start_ms, end_ms))
         return [_timeline(row) for row in rows]
 
+    # -- identities ---------------------------------------------------------------------
+
+    def put_identity(self, token_hash: bytes, user_id: str, at_ms: int) -> None:
+        """A viewer's resume token (its hash) names this user id; seen now."""
+        self._db.execute(
+            "INSERT INTO identities VALUES (?, ?, ?) ON CONFLICT (token_hash) DO UPDATE SET "
+            "last_seen = excluded.last_seen", (token_hash, user_id, at_ms))
+
+    def identity(self, token_hash: bytes) -> str | None:
+        """The user id a resume token's hash names, if it is known."""
+        rows = self._select("SELECT user_id FROM identities WHERE token_hash = ?",
+                            (token_hash,))
+        return rows[0][0] if rows else None
+
     # -- retention ----------------------------------------------------------------------
 
     def purge(self, before_ms: int) -> int:
-        """Forgets the messages, questions and timeline events from before `before_ms`, and
-        the bans that ended before then; how many rows went. Room settings are state, not
-        history, and stay.
+        """Forgets the messages, questions and timeline events from before `before_ms`, the
+        bans that ended before then and the identities not seen since; how many rows went.
+        Room settings are state, not history, and stay.
 
         The gift ledger and the audit log are kept whatever the retention: the ledger is the
         record of money (what each viewer was charged, with the webhook's reference, asked
@@ -548,7 +572,8 @@ class ChatStore:
             for sql in ("DELETE FROM messages WHERE at < ?",  # messages_by_time
                         "DELETE FROM questions WHERE at < ?",
                         "DELETE FROM timeline WHERE at < ?",
-                        "DELETE FROM bans WHERE until IS NOT NULL AND until < ?"):
+                        "DELETE FROM bans WHERE until IS NOT NULL AND until < ?",
+                        "DELETE FROM identities WHERE last_seen < ?"):  # identities_by_time
                 removed += self._db.execute(sql, (before_ms,)).rowcount
         return removed
 
@@ -829,6 +854,9 @@ class AsyncChatStore:
     async def timeline_between(self, stream: str, start_ms: int,
                                end_ms: int) -> list[TimelineRecord]:
         return await self.run(ChatStore.timeline_between, stream, start_ms, end_ms)
+
+    async def identity(self, token_hash: bytes) -> str | None:
+        return await self.run(ChatStore.identity, token_hash)
 
     async def purge(self, before_ms: int) -> int:
         return await self.run(ChatStore.purge, before_ms)
