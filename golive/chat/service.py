@@ -154,10 +154,12 @@ class ChatService:
         """Join `outbox`'s client to `stream`'s room as `role` (`name` overrides the one it
         asked for: a moderator's configured name). False: refused (the outbox says why)."""
         run = await self._room(stream)
-        self._flush(run)  # what was said before this join is in its history, not sent again
         if name is not None:
             event = protocol.Join(name, event.token, event.resume, event.watch)
         user_id, resume = await self._identity(stream, event, role)
+        # What was said until now is in the welcome's history: sent now, not again after it.
+        # (No await from here on: nothing is said in between.)
+        self._flush(run)
         now = self._clock()
         outcome = run.room.join(outbox.conn, outbox.address, event, role, user_id, now, resume)
         joined = outbox.conn in run.room.members
@@ -166,10 +168,6 @@ class ChatService:
             run.idle_since = None
             self._streams[outbox.conn] = stream
             self.metrics.connections.labels(stream).set(len(run.outboxes))
-        else:
-            # The refusal goes to this client only; it is not in the room's outboxes yet.
-            for send in outcome.sends:
-                outbox.put(protocol.encode(send.obj))
         self._apply(run, outcome, direct=outbox)
         return joined
 
@@ -287,6 +285,8 @@ class ChatService:
                         self._put(run, run.outboxes.get(conn), text)
             else:
                 target = run.outboxes.get(send.to) if isinstance(send.to, int) else None
+                if target is None and direct is not None and direct.conn == send.to:
+                    target = direct  # a refused join: the client is not in the room
                 if target is not None:
                     self._put(run, target, protocol.encode(send.obj))
         for code in outcome.refused:
