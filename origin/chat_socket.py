@@ -66,6 +66,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 if message.type is WSMsgType.TEXT:
                     chat.receive(outbox, message.data)
                 elif message.type is WSMsgType.BINARY:
+                    chat.metrics.refusals.labels(name, "bad_request").inc()
                     outbox.put(protocol.encode(protocol.Refusal(
                         "bad_request", "frames are JSON text").to_wire()))
                 elif message.type is WSMsgType.ERROR:  # aiohttp closes it (1009, 1002)
