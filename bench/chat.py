@@ -40,7 +40,6 @@ import contextlib
 import json
 import math
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,16 +48,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
-from .hls import HLS_ONLY, STREAM, Clip, Publication, clip, golive_command, log, wait_listening
-from .hls import publish as publish_video
-from .hls_latency import DEFAULT_PART, LatencyRun, Observation, describe, match_frames, observe
+from .hls import STREAM, Clip, GoliveHls, clip, log
+from .hls_latency import DEFAULT_PART, LatencyRun, describe, match_frames, watch_publication
 from .hls_latency import rows as latency_rows
 from .servers import (
     REPO,
     CpuSampler,
-    ServerProcess,
     die_with_parent,
-    free_port,
     machine_load,
 )
 
@@ -92,52 +88,14 @@ def fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - FD_HEADROOM
 
 
-class ChatGolive(ServerProcess):
+class ChatGolive(GoliveHls):
     """`golive serve` with chat: a [chat] table in its config file, a stream key for the room
     (and the publisher), no transcoding, a state directory and an admin listener."""
 
-    name = "golive"
-
     def __init__(self, chat: dict[str, object] | None = None, startup_timeout: float = 30.0
                  ) -> None:
-        self.chat = CHAT_SETTINGS if chat is None else chat
-        self.startup_timeout = startup_timeout
-        self.http_port = self.admin_port = 0
-
-    def __enter__(self) -> ChatGolive:
-        self.dir = tempfile.mkdtemp(prefix="golive-bench-chat-")
-        self._log = tempfile.TemporaryFile(prefix="golive-bench-chat-log-")
-        lines = ['log_level = "WARNING"', "[chat]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in self.chat.items()]
-        config = Path(self.dir) / "golive.toml"
-        config.write_text("\n".join(lines) + "\n")
-        try:
-            for _attempt in range(3):  # a free port may be taken between bind and listen
-                self.port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
-                cmd = [
-                    *golive_command(), "serve", "--config", str(config), *HLS_ONLY,
-                    "--state-dir", str(Path(self.dir) / "state"),
-                    "--host", "127.0.0.1", "--rtmp-port", str(self.port),
-                    "--http-port", str(self.http_port), "--admin-port", str(self.admin_port),
-                    "--log-level", "WARNING",
-                ]  # fmt: skip
-                self.proc = subprocess.Popen(
-                    cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=self._log, preexec_fn=die_with_parent,
-                )
-                ports = [self.port, self.http_port, self.admin_port]
-                if wait_listening(self, ports, self.startup_timeout):
-                    return self
-                self._stop()
-            raise RuntimeError(f"golive did not start; log:\n{self.log()}")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-
-    @property
-    def base_url(self) -> str:
-        """The source rendition's playlist folder, for the video observer."""
-        return f"http://127.0.0.1:{self.http_port}/live/{STREAM}/source/"
+        super().__init__({}, disk=False, startup_timeout=startup_timeout,
+                         chat=CHAT_SETTINGS if chat is None else chat, state=True)
 
     def memory(self) -> tuple[float, float]:
         """(RSS, peak RSS) in MB, from /proc."""
@@ -395,18 +353,8 @@ async def video_run(label: str, seconds: float, media: Clip, chat: tuple[int, fl
         if gen is not None:
             await gen.event("joined", gen.join_timeout())
             await gen.event("sending", 10)
-        seen, publication, stop = Observation(True), Publication(), asyncio.Event()
-        observer = asyncio.create_task(observe(golive.base_url, seen))
-        publisher = asyncio.create_task(publish_video(golive.port, stop, publication, media))
-        start = time.monotonic()
-        await asyncio.sleep(seconds)
-        end = time.monotonic()
-        stop.set()
-        await publisher
-        await asyncio.sleep(0.5)  # let the observer see (and fetch) what the unpublish cut
-        observer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await observer
+        seen, publication, start, end = await watch_publication(
+            golive, seconds, media, True, time.monotonic)
         if gen is not None and chat is not None:
             rss = golive.memory()
             await gen.stop()

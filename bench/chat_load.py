@@ -209,13 +209,7 @@ class Chatter(asyncio.Protocol):
             frames = self.load.frames
             entry = frames.cache.get(data) or frames.chunk(data)
             if entry is not None:
-                fid, count, errors = entry
-                if fid >= 0:
-                    self.fids.append(fid)
-                    self.arrivals.append(now)
-                    self.objects += count
-                if errors:
-                    self.errors.update(errors)
+                self._received(entry, now)
                 return
         if self.buffer:
             data = self.buffer + data

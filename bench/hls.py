@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import json
 import math
 import os
 import re
@@ -257,38 +258,54 @@ HLS_ONLY = ("--key", f"{STREAM}={SECRET}", "--no-transcode")
 class GoliveHls(ServerProcess):
     """`golive serve` with a TOML [hls] table; with `disk`, the store is a directory (else
     golive's default, in memory). `serve_args`: the rest of the command line (which keys
-    publish, the ladder)."""
+    publish, the ladder). `chat`: a [chat] table too; `state`: a state directory and an admin
+    listener of its own (its port in `admin_port`)."""
 
     name = "golive"
 
     def __init__(
         self, hls: dict[str, object], *, disk: bool = True, startup_timeout: float = 30.0,
-        serve_args: tuple[str, ...] = HLS_ONLY,
+        serve_args: tuple[str, ...] = HLS_ONLY, chat: dict[str, object] | None = None,
+        state: bool = False,
     ) -> None:
         self.hls = hls
         self.disk = disk
         self.serve_args = serve_args
+        self.chat = chat
+        self.state = state
         self.startup_timeout = startup_timeout
         self.store_dir = ""
-        self.http_port = 0
+        self.http_port = self.admin_port = 0
+
+    def _config(self) -> Path:
+        settings = {**self.hls, **({"store_dir": self.store_dir} if self.disk else {})}
+        lines = ['log_level = "WARNING"']
+        for table, values in (("hls", settings), ("chat", self.chat)):
+            if values is not None:  # (JSON's numbers, strings, lists and booleans are TOML's)
+                lines += [f"[{table}]", *(f"{key} = {json.dumps(value)}"
+                                          for key, value in values.items())]
+        config = Path(self.dir) / "golive.toml"
+        config.write_text("\n".join(lines) + "\n")
+        return config
 
     def __enter__(self) -> GoliveHls:
         self.dir = tempfile.mkdtemp(prefix="golive-bench-hls-")
         self.store_dir = os.path.join(self.dir, "store")
         self._log = tempfile.TemporaryFile(prefix="golive-bench-hls-log-")
-        settings = {**self.hls, **({"store_dir": self.store_dir} if self.disk else {})}
-        lines = ['log_level = "WARNING"', "[hls]"]
-        for key, value in settings.items():
-            text = str(value).lower() if isinstance(value, bool) else repr(value)
-            lines.append(f"{key} = {text}".replace("'", '"'))
-        config = Path(self.dir) / "golive.toml"
-        config.write_text("\n".join(lines) + "\n")
+        config = self._config()
         try:
             for _attempt in range(3):  # a free port may be taken between bind and listen
                 self.port, self.http_port = free_port(), free_port()
+                ports = [self.port, self.http_port]
+                state: list[str] = []
+                if self.state:
+                    self.admin_port = free_port()
+                    ports.append(self.admin_port)
+                    state = ["--state-dir", os.path.join(self.dir, "state"),
+                             "--admin-port", str(self.admin_port)]
                 cmd = [
                     *golive_command(),
-                    "serve", "--config", str(config), *self.serve_args,
+                    "serve", "--config", str(config), *self.serve_args, *state,
                     "--host", "127.0.0.1", "--rtmp-port", str(self.port),
                     "--http-port", str(self.http_port), "--log-level", "WARNING",
                 ]  # fmt: skip
@@ -300,7 +317,7 @@ class GoliveHls(ServerProcess):
                     stderr=self._log,
                     preexec_fn=die_with_parent,
                 )
-                if wait_listening(self, [self.port, self.http_port], self.startup_timeout):
+                if wait_listening(self, ports, self.startup_timeout):
                     return self
                 self._stop()
             raise RuntimeError(f"golive did not start; log:\n{self.log()}")

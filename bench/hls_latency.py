@@ -26,7 +26,9 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 
@@ -47,6 +49,8 @@ from .hls import (
     video_track_id,
 )
 from .servers import machine_cpu, process_cpu
+
+T = TypeVar("T")
 
 DEFAULT_PART = HlsConfig().part_target
 BUSY_MACHINE = 0.15  # cores of other work that make a measurement suspect
@@ -181,24 +185,36 @@ class LatencyRun:
     other_cpu: float = 0.0  # cores busy with anything but golive and this process
 
 
+async def watch_publication(golive: GoliveHls, seconds: float, media: Clip,
+                            low_latency: bool, mark: Callable[[], T]
+                            ) -> tuple[Observation, Publication, T, T]:
+    """A real-time publisher into `golive` for `seconds`, with the blocking-reload observer
+    following it; what both saw, and `mark()` taken as the publishing window began and
+    ended (the CPU counters to read over it)."""
+    seen, publication, stop = Observation(low_latency), Publication(), asyncio.Event()
+    observer = asyncio.create_task(observe(golive.base_url, seen))
+    publisher = asyncio.create_task(publish(golive.port, stop, publication, media))
+    before = mark()
+    await asyncio.sleep(seconds)
+    after = mark()
+    stop.set()
+    await publisher
+    await asyncio.sleep(0.5)  # let the observer see (and fetch) what the unpublish cut
+    observer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await observer
+    return seen, publication, before, after
+
+
 async def _run(hls: dict[str, object], seconds: float, media: Clip, label: str) -> LatencyRun:
     low_latency = bool(hls.get("low_latency", True))
     part_target = float(hls.get("part_target", DEFAULT_PART)) if low_latency else None  # type: ignore[arg-type]
     with GoliveHls(hls, disk=False) as golive:  # the default, in-memory store
-        seen = Observation(low_latency)
-        publication = Publication()
-        stop = asyncio.Event()
-        observer = asyncio.create_task(observe(golive.base_url, seen))
-        publisher = asyncio.create_task(publish(golive.port, stop, publication, media))
-        before = (golive.cpu(), machine_cpu(), process_cpu(os.getpid()), time.monotonic())
-        await asyncio.sleep(seconds)
-        after = (golive.cpu(), machine_cpu(), process_cpu(os.getpid()), time.monotonic())
-        stop.set()
-        await publisher
-        await asyncio.sleep(0.5)  # let the observer see (and fetch) what the unpublish cut
-        observer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await observer
+        def mark() -> tuple[float, float, float, float]:
+            return golive.cpu(), machine_cpu(), process_cpu(os.getpid()), time.monotonic()
+
+        seen, publication, before, after = await watch_publication(
+            golive, seconds, media, low_latency, mark)
         if not golive.alive():
             raise RuntimeError(f"golive died; log:\n{golive.log()}")
     run = LatencyRun(label, part_target, seen, publication)
