@@ -155,9 +155,7 @@ class DiskStore:
         self._bytes += len(data) - old
 
     def put_joined(self, key: str, parts: list[str]) -> int:
-        body = b"".join(self.get(part) or b"" for part in parts)
-        self.put(key, body)
-        return len(body)
+        return _put_read_back(self, key, parts)
 
     def path(self, key: str) -> Path | None:
         path = self._path(key)
@@ -232,6 +230,13 @@ class MirroredStore:
         return self._memory.size()
 
 
+def _put_read_back(store: Store, key: str, parts: list[str]) -> int:
+    """`put_joined` for a store of files: the parts read back and written joined."""
+    body = b"".join(store.get(part) or b"" for part in parts)
+    store.put(key, body)
+    return len(body)
+
+
 def _reason(exc: OSError) -> str:
     """`[Errno 28] No space left on device`: the OS's reason without the file name."""
     return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno is not None else str(exc)
@@ -266,9 +271,7 @@ class FallbackStore:
     def put_joined(self, key: str, parts: list[str]) -> int:
         # Parts held in memory (the disk failed) are joined with those on disk; the segment
         # then goes where `put` can put it.
-        body = b"".join(self.get(part) or b"" for part in parts)
-        self.put(key, body)
-        return len(body)
+        return _put_read_back(self, key, parts)
 
     def get(self, key: str) -> bytes | None:
         data = self._memory.get(key)
