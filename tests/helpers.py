@@ -5,6 +5,7 @@ tests/ on sys.path, as for conftest.py); the fixtures stay in conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -160,3 +162,19 @@ def browser_missing() -> list[str]:
     if not os.access(CHROMIUM, os.X_OK):
         missing.append(f"{CHROMIUM} (`make browser-deps`)")
     return missing
+
+
+async def run_node(*args: str, timeout: float, env: dict[str, str] | None = None) -> Any:
+    """A Node script of tests/browser (with playwright-core driving Chromium): what it
+    printed as JSON. Its exit status must be 0; its stderr says why not."""
+    node = await asyncio.create_subprocess_exec(
+        "node", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(node.communicate(), timeout)
+    except TimeoutError:
+        node.kill()
+        await node.wait()
+        raise
+    assert node.returncode == 0, err.decode(errors="replace")[-3000:]
+    return json.loads(out)

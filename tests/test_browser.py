@@ -16,7 +16,6 @@ default); GOLIVE_BROWSER_SECONDS=<seconds> changes how long each page plays.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import secrets
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHROMIUM, http_get
+from helpers import CHROMIUM, http_get, run_node
 from publishers import PyAvPublisher
 
 from golive.config import Config
@@ -109,19 +108,11 @@ def _seconds(value: float | None) -> str:
 async def _play(urls: list[str], seconds: float, switch: float = 0) -> list[dict[str, Any]]:
     # GOLIVE_SCREENSHOTS=DIR keeps each page's last look as a PNG, for a person to look at.
     shots = os.environ.get("GOLIVE_SCREENSHOTS")
-    node = await asyncio.create_subprocess_exec(
-        "node", str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds),
+    result = await run_node(
+        str(PLAY), "--chromium", str(CHROMIUM), "--seconds", str(seconds),
         "--switch", str(switch), "--switch-from", str(WARM_UP),
         *(["--screenshots", shots] if shots else []), *urls,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(node.communicate(), len(urls) * seconds + 60)
-    except TimeoutError:
-        node.kill()
-        await node.wait()
-        raise
-    assert node.returncode == 0, err.decode(errors="replace")[-3000:]
-    result = json.loads(out)
+        timeout=len(urls) * seconds + 60)
     assert isinstance(result, list)
     return result
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from helpers import CHROMIUM, eventually, http_get
+from helpers import CHROMIUM, eventually, http_get, run_node
 from publishers import PyAvPublisher, RawPublisher, encode_clip
 
 from golive.chat.config import ChatConfig
@@ -74,20 +74,11 @@ async def billing() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 async def _scenario(port: int, *extra: str) -> dict[str, Any]:
     shots = os.environ.get("GOLIVE_SCREENSHOTS")
-    node = await asyncio.create_subprocess_exec(
-        "node", str(SCENARIO), "--chromium", str(CHROMIUM),
+    result = await run_node(
+        str(SCENARIO), "--chromium", str(CHROMIUM),
         "--base", f"http://127.0.0.1:{port}", "--stream", NAME, *extra,
         *(["--screenshots", shots] if shots else []),
-        cwd=ROOT, env={**os.environ, "GOLIVE_STUDIO_KEY": KEY},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(node.communicate(), 180)
-    except TimeoutError:
-        node.kill()
-        await node.wait()
-        raise
-    assert node.returncode == 0, err.decode(errors="replace")[-3000:]
-    result = json.loads(out)
+        timeout=180, env={**os.environ, "GOLIVE_STUDIO_KEY": KEY})
     assert isinstance(result, dict)
     return result
 
