@@ -32,12 +32,14 @@ Logs name the action, the stream and the admin client's address; never a key or 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 
+from golive.chat.room import user_wire
+from golive.chat.store import AsyncChatStore
 from golive.ingest.key_store import KeyStore, KeyStoreError
 from golive.ingest.server import IngestService
 from golive.origin import hls
@@ -172,37 +174,31 @@ def _limit(request: web.Request) -> int:
 
 
 async def chat_audit(request: web.Request) -> web.Response:
-    store = _chat_store(request)
-    if isinstance(store, web.Response):
-        return store
     name = request.match_info["name"]
-    records = await store.audit(name, _limit(request))
+    records = await _chat_store(request).audit(name, _limit(request))
     return web.json_response({"stream": name, "audit": [{
-        "at": r.at, "actor": {"id": r.actor.id, "name": r.actor.name,
-                              "role": r.actor.role.value},
-        "action": r.action, "target": r.target, "detail": r.detail} for r in records]},
-        headers=NO_STORE)
+        "at": r.at, "actor": user_wire(r.actor), "action": r.action, "target": r.target,
+        "detail": r.detail} for r in records]}, headers=NO_STORE)
 
 
 async def chat_gifts(request: web.Request) -> web.Response:
-    store = _chat_store(request)
-    if isinstance(store, web.Response):
-        return store
     name = request.match_info["name"]
-    records = await store.gifts(name, _limit(request))
+    records = await _chat_store(request).gifts(name, _limit(request))
     return web.json_response({"stream": name, "gifts": [{
-        "id": g.id, "at": g.at, "user": {"id": g.user.id, "name": g.user.name},
-        "gift": g.gift, "count": g.count, "coins": g.coins, "reference": g.reference}
-        for g in records]}, headers=NO_STORE)
+        "id": g.id, "at": g.at, "user": user_wire(g.user), "gift": g.gift, "count": g.count,
+        "coins": g.coins, "reference": g.reference} for g in records]}, headers=NO_STORE)
 
 
-def _chat_store(request: web.Request) -> Any:
+def _chat_store(request: web.Request) -> AsyncChatStore:
+    """The chat's store, or the 409 that says why there is none."""
     chat = request.app.get(CHAT)
-    if chat is None:
-        return _error(409, "the chat is off (--no-chat)")
-    if chat.store is None:
-        return _error(409, "golive runs without a state directory, so the chat keeps no log")
-    return chat.store
+    reason = ("the chat is off (--no-chat)" if chat is None else
+              "golive runs without a state directory, so the chat keeps no log"
+              if chat.store is None else None)
+    if reason is not None:
+        raise web.HTTPConflict(text=json.dumps({"error": reason}),
+                               content_type="application/json", headers=NO_STORE)
+    return chat.store  # type: ignore[union-attr,return-value]
 
 
 def add_routes(app: web.Application, ingest: IngestService, key_store: KeyStore | None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import eventually, scrape
+from helpers import eventually, http_get, scrape
 
 from golive.chat.config import ChatConfig
 
@@ -252,6 +252,9 @@ async def test_an_unknown_room_is_404(chat_server):
         with pytest.raises(aiohttp.WSServerHandshakeError) as error:
             await session.ws_connect(f"http://127.0.0.1:{server.http_port}/chat/nobody")
     assert error.value.status == 404
+    # Without a state directory the chat keeps no log: the admin API says so.
+    status, text = await http_get(server.admin_port, f"/api/admin/chat/{NAME}/audit")
+    assert status == 409 and "without a state directory" in json.loads(text)["error"]
 
 
 async def test_reactions_are_counted_not_echoed(chat_server):
