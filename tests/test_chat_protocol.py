@@ -194,3 +194,14 @@ def test_any_json_value(value: Any) -> None:
 @BOUNDED
 def test_any_fields_of_a_known_type(kind: str, fields: dict[str, Any]) -> None:
     parsed_or_refused(json.dumps({**fields, "type": kind}))
+
+
+def test_every_event_knows_its_wire_type() -> None:
+    """Metrics count received objects by the type the client sent."""
+    samples = {"join": '{"type":"join","name":"Ada"}', "message": '{"type":"message","text":"x"}',
+               "ping": '{"type":"ping"}', "slow_mode": '{"type":"slow_mode","seconds":5}',
+               "chat": '{"type":"chat","enabled":false}',
+               "user_messages": '{"type":"user_messages","user":"u-abcdef"}'}
+    for kind, text in samples.items():
+        assert p.wire_type(p.parse(text)) == kind
+    assert set(p._WIRE_TYPES.values()) == set(p._READERS)

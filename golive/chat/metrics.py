@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from golive.stream_series import StreamSeries
+
 
 class ChatMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -53,8 +55,10 @@ class ChatMetrics:
             "golive_chat_timeline_events_total", "Events placed on the video's timeline "
             "(EXT-X-DATERANGE), by kind.", ["stream", "kind"], registry=registry)
 
+        # A room's series go when the room is unloaded (its own lifecycle, not the
+        # broadcast's): every metric above with a stream label.
+        self._series = StreamSeries()
+        self._series.add_from(self)
+
     def forget(self, stream: str) -> None:
-        for metric in (self.connections, self.received, self.messages, self.sent,
-                       self.refusals, self.moderation, self.gifts, self.gift_coins,
-                       self.dropped, self.timeline):
-            metric.remove_by_labels({"stream": stream})
+        self._series.forget(stream)

@@ -263,6 +263,19 @@ _READERS = {
 }
 
 
+_WIRE_TYPES: dict[type, str] = {Join: "join", Say: "message", React: "react", Ask: "ask",
+                                SendGift: "gift", Delete: "delete", TimeOut: "timeout",
+                                Ban: "ban", Unban: "unban", SlowMode: "slow_mode",
+                                SetChat: "chat", Filter: "filter",
+                                UserMessages: "user_messages", Pin: "pin", Answer: "answer",
+                                Done: "done", Marker: "marker", Ping: "ping"}
+
+
+def wire_type(event: ClientEvent) -> str:
+    """The `type` a client sends for this event (metrics label objects by it)."""
+    return _WIRE_TYPES[type(event)]
+
+
 def _shown(value: object) -> str:
     text = json.dumps(value, ensure_ascii=True)[:40]
     return text

@@ -184,8 +184,7 @@ class ChatService:
             outcome.refuse(outbox.conn, refusal)
             self._apply(run, outcome)
             return
-        kind = _TYPE_NAMES.get(type(event), "invalid")
-        self.metrics.received.labels(run.room.stream, kind).inc()
+        self.metrics.received.labels(run.room.stream, protocol.wire_type(event)).inc()
         now = self._clock()
         self._apply(run, run.room.receive(outbox.conn, event, now, self._live_date(stream)))
 
@@ -452,16 +451,6 @@ class ChatService:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("chat: a background job failed: %r", task.exception())
-
-
-_TYPE_NAMES = {cls: name for name, cls in (
-    ("join", protocol.Join), ("message", protocol.Say), ("react", protocol.React),
-    ("ask", protocol.Ask), ("gift", protocol.SendGift), ("delete", protocol.Delete),
-    ("timeout", protocol.TimeOut), ("ban", protocol.Ban), ("unban", protocol.Unban),
-    ("slow_mode", protocol.SlowMode), ("chat", protocol.SetChat),
-    ("filter", protocol.Filter), ("user_messages", protocol.UserMessages),
-    ("pin", protocol.Pin), ("answer", protocol.Answer), ("done", protocol.Done),
-    ("marker", protocol.Marker), ("ping", protocol.Ping))}
 
 
 def _token_hash(token: str) -> bytes:
