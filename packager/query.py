@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +131,16 @@ def recording_file(record_dir: str | None, stream: str, started: str,
     return path if path.is_file() else None
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """No answer yet: ask again once `changed` is done (the rendition's next change, one
+    future shared by every waiter) or at `deadline` (loop time), passing the time the
+    request started waiting, and the answer then says what the wait came to."""
+
+    changed: asyncio.Future[None]
+    deadline: float
+
+
 class HlsFiles:
     """Answers for every broadcast `lookup` knows by name."""
 
@@ -142,38 +151,93 @@ class HlsFiles:
                    *, msn: str | None = None, part: str | None = None) -> HlsFile:
         """The answer to `/live/<stream>/index.m3u8` (`rendition` None, the master
         playlist), `/live/<stream>/<rendition>/index.m3u8` (with the blocking-reload query
-        values `msn` and `part` as the client sent them) or a file beside it."""
+        values `msn` and `part` as the client sent them) or a file beside it, waiting for
+        it where HLS says a request may."""
+        loop = asyncio.get_running_loop()
+        started = None
+        while True:
+            now = loop.time()
+            answer = self.file_now(stream, rendition, filename, msn=msn, part=part,
+                                   started=started, now=now)
+            if not isinstance(answer, Waiting):
+                return answer
+            started = now if started is None else started
+            woken = loop.create_future()
+            timer = loop.call_at(answer.deadline, _wake, woken)
+            answer.changed.add_done_callback(lambda _: _wake(woken))
+            try:
+                await woken
+            finally:
+                timer.cancel()
+
+    def file_now(self, stream: str, rendition: str | None, filename: str = "index.m3u8",
+                 *, msn: str | None = None, part: str | None = None,
+                 started: float | None = None, now: float = 0.0) -> HlsFile | Waiting:
+        """`file`'s answer as it stands at loop time `now`, without waiting: a `Waiting`
+        when HLS lets this request wait for something not there yet. `started`: the loop
+        time the request began waiting (None: it has not), so that past its deadline the
+        answer is what the wait came to. Raises `HlsError` when nothing answers."""
         broadcast = self._lookup(stream) if is_valid_stream_name(stream) else None
         if broadcast is None:
             raise NotFound("no such stream")
         if rendition is None:
-            return await _master(broadcast)
+            return _master(broadcast, started, now)
         found = broadcast.renditions.get(rendition)
         if found is None:
             raise NotFound("no such rendition")
         if filename == "index.m3u8":
-            return await _media_playlist(found, msn, part)
-        return await _media_file(found, filename)
+            return _media_playlist(found, msn, part, started, now)
+        return _media_file(found, filename, started, now)
 
 
-async def _master(broadcast: Broadcast) -> HlsFile:
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _wait(rendition: Rendition, started: float | None, now: float) -> Waiting | None:
+    """A `Waiting` on `rendition`, or None once the request has waited its three target
+    durations (RFC 8216bis 6.2.5.2: a server may hold a blocking request that long)."""
+    deadline = (now if started is None else started) + 3 * rendition.target_duration
+    return Waiting(rendition.next_change(), deadline) if now < deadline else None
+
+
+def _master(broadcast: Broadcast, started: float | None, now: float) -> HlsFile | Waiting:
     renditions = broadcast.renditions
-    if not await _first_segment(renditions.source):
-        raise NotReady("stream has no media yet", retry_after=1)
     # Players read the master playlist once: wait for the transcoded renditions too (they
     # trail the source by the encoders' delay), or they would never be offered.
-    for rendition in renditions.variants():
-        await _first_segment(rendition)
+    for rendition in (renditions.source, *renditions.variants()):
+        if _before_first_segment(rendition) and (wait := _wait(rendition, started, now)):
+            return wait
+    if not (renditions.source.segments or renditions.source.has_media):
+        raise NotReady("stream has no media yet", retry_after=1)
     return HlsFile("master", PLAYLIST_TYPE, text=renditions.master_text(),
                    max_age=MASTER_MAX_AGE)
 
 
-async def _media_playlist(rendition: Rendition, msn_text: str | None,
-                          part_text: str | None) -> HlsFile:
+def _media_playlist(rendition: Rendition, msn_text: str | None, part_text: str | None,
+                    started: float | None, now: float) -> HlsFile | Waiting:
     if msn_text is None and part_text is None:
-        await _first_segment(rendition)
+        if _before_first_segment(rendition) and (wait := _wait(rendition, started, now)):
+            return wait
         return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(),
                        max_age=_live_max_age(rendition))
+    msn, part = _blocking_target(rendition, msn_text, part_text)
+    waited = 0.0 if started is None else now - started
+    if not rendition.has(msn, part) and not rendition.ended:
+        if wait := _wait(rendition, started, now):
+            return wait
+        error = NotReady("the requested segment did not appear in time")
+        error.waited = waited
+        raise error
+    # The answer to "at least msn/part" stays correct: a CDN may keep it a while.
+    return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(), waited=waited,
+                   max_age=_live_max_age(rendition, rendition.target_duration))
+
+
+def _blocking_target(rendition: Rendition, msn_text: str | None,
+                     part_text: str | None) -> tuple[int, int | None]:
+    """The (msn, part) a blocking reload asks for, checked against what HLS allows."""
     if msn_text is None:
         raise BadRequest("_HLS_part needs _HLS_msn")
     try:
@@ -190,19 +254,11 @@ async def _media_playlist(rendition: Rendition, msn_text: str | None,
                                   / rendition.part_target_ms)
         if part > advance_limit:
             raise BadRequest("_HLS_part is beyond the advance part limit")
-    started = time.monotonic()
-    ready = await rendition.wait_for(msn, part, 3 * rendition.target_duration)
-    waited = time.monotonic() - started
-    if not ready and not rendition.ended:
-        error = NotReady("the requested segment did not appear in time")
-        error.waited = waited
-        raise error
-    # The answer to "at least msn/part" stays correct: a CDN may keep it a while.
-    return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(), waited=waited,
-                   max_age=_live_max_age(rendition, rendition.target_duration))
+    return msn, part
 
 
-async def _media_file(rendition: Rendition, filename: str) -> HlsFile:
+def _media_file(rendition: Rendition, filename: str, started: float | None,
+                now: float) -> HlsFile | Waiting:
     match = _FILE.match(filename)
     if match is None:
         raise NotFound("no such file")
@@ -212,36 +268,25 @@ async def _media_file(rendition: Rendition, filename: str) -> HlsFile:
     path, data = store.path(key), None
     if path is None:
         data = store.get(key)
-    waited = None
+    waited = None if started is None else now - started
     if match.group(1) is not None:
         kind = "part"
-        msn, index = int(match.group(1)), int(match.group(2))
-        if path is None and data is None and rendition.part_listed_or_hinted(msn, index):
-            # A preload-hinted part: answer as soon as it is complete.
-            started = time.monotonic()
-            await rendition.wait_for(msn, index, 3 * rendition.target_duration)
-            waited = time.monotonic() - started
-            path = store.path(key)
-            data = store.get(key) if path is None else None
+        if (path is None and data is None
+                and rendition.part_listed_or_hinted(int(match.group(1)), int(match.group(2)))
+                and (wait := _wait(rendition, started, now))):
+            return wait  # a preload-hinted part: answered as soon as it is complete
     if path is None and data is None:
         raise NotFound("no such file (it may have left the live window)")
     return HlsFile(kind, _CONTENT_TYPES[filename[filename.rindex("."):]], data=data,
                    path=path, waited=waited)
 
 
-async def _first_segment(rendition: Rendition) -> bool:
-    """Wait (at most three target durations) for the first complete segment of a stream that
-    just went live. A playlist of parts only has no EXTINF, and hls.js reports it as an
-    empty level (levelEmptyError) and retries: better to answer a moment later."""
-    if rendition.segments or rendition.ended:  # (every request but a stream's first ones)
-        return bool(rendition.segments) or rendition.has_media
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 3 * rendition.target_duration
-    while not rendition.segments and not rendition.ended:
-        remaining = deadline - loop.time()
-        if remaining <= 0 or not await rendition.wait_changed(remaining):
-            break
-    return bool(rendition.segments) or rendition.has_media
+def _before_first_segment(rendition: Rendition) -> bool:
+    """A stream that just went live has no complete segment for a few seconds. A playlist of
+    parts only has no EXTINF, and hls.js reports it as an empty level (levelEmptyError) and
+    retries: better to answer a moment later (every request but a stream's first ones has
+    its segment)."""
+    return not rendition.segments and not rendition.ended
 
 
 def _live_max_age(rendition: Rendition, max_age: float | None = None) -> int:

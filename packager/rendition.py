@@ -3,7 +3,8 @@
 Parts come in already muxed; this module numbers them, stores their bytes, keeps the window
 CONFORMANCE.md asks for, and renders the playlist text through `playlist.py`. Waiting for a
 segment or part (blocking playlist reload, preload hints) is event-driven: every change
-completes one `asyncio.Event`, so waiters wake exactly when something is listed. The
+completes one future shared by every waiter (`next_change`), so all wake at once, exactly
+when something is listed. The
 broadcast's date ranges (`set_date_ranges`) change the text but list no media: they wake
 nobody.
 """
@@ -86,7 +87,7 @@ class Rendition:
         self._retired: deque[tuple[float, str]] = deque()  # (delete after, key)
         self._parted: deque[SegmentRecord] = deque()  # complete segments still listing parts
         self._text: str | None = None
-        self._changed = asyncio.Event()
+        self._next_change: asyncio.Future[None] | None = None
         self.version = 0  # bumps on every change; the origin caches renderings by it
         self.last_media_ms: int | None = None  # end of the newest listed part, media time
         self.extension = extension  # of segment files: m4s (fMP4) or ts (MPEG-TS)
@@ -271,8 +272,9 @@ class Rendition:
     def _changed_now(self) -> None:
         self._text = None
         self.version += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed, self._next_change = self._next_change, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     # -- what the origin asks ---------------------------------------------------------------
 
@@ -323,6 +325,14 @@ class Rendition:
                 self.open is not None and bool(self.open.parts))
         return False
 
+    def next_change(self) -> asyncio.Future[None]:
+        """A future done at this rendition's next change (a part, a segment, the end): one
+        for every waiter, so a new part wakes them all in one go. Never cancel it: await it
+        through a future of your own (see `wait_changed`)."""
+        if self._next_change is None:
+            self._next_change = asyncio.get_running_loop().create_future()
+        return self._next_change
+
     async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
         """Wait until `has(msn, part)` or the broadcast ends; False on timeout."""
         loop = asyncio.get_running_loop()
@@ -331,17 +341,15 @@ class Rendition:
             if self.ended:
                 return False
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
+            if remaining <= 0 or not await self.wait_changed(remaining):
                 return False
         return True
 
     async def wait_changed(self, timeout: float) -> bool:
+        """Wait for the next change; False if `timeout` seconds pass first."""
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.next_change())
         except TimeoutError:
             return False
         return True
