@@ -16,11 +16,13 @@ request can never name anything outside the store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from golive.names import is_valid_stream_name
 from golive.packager.broadcast import Broadcast
@@ -153,22 +155,8 @@ class HlsFiles:
         playlist), `/live/<stream>/<rendition>/index.m3u8` (with the blocking-reload query
         values `msn` and `part` as the client sent them) or a file beside it, waiting for
         it where HLS says a request may."""
-        loop = asyncio.get_running_loop()
-        started = None
-        while True:
-            now = loop.time()
-            answer = self.file_now(stream, rendition, filename, msn=msn, part=part,
-                                   started=started, now=now)
-            if not isinstance(answer, Waiting):
-                return answer
-            started = now if started is None else started
-            woken = loop.create_future()
-            timer = loop.call_at(answer.deadline, _wake, woken)
-            answer.changed.add_done_callback(lambda _: _wake(woken))
-            try:
-                await woken
-            finally:
-                timer.cancel()
+        return await answered(lambda started, now: self.file_now(
+            stream, rendition, filename, msn=msn, part=part, started=started, now=now))
 
     def file_now(self, stream: str, rendition: str | None, filename: str = "index.m3u8",
                  *, msn: str | None = None, part: str | None = None,
@@ -188,6 +176,35 @@ class HlsFiles:
         if filename == "index.m3u8":
             return _media_playlist(found, msn, part, started, now)
         return _media_file(found, filename, started, now)
+
+
+T = TypeVar("T")
+
+
+async def answered(ask: Callable[[float | None, float], T | Waiting]) -> T:
+    """Drive `ask(started, now)` — an answer as it stands at loop time `now`, for a request
+    waiting since `started` (None: not yet) — until it answers rather than says what to wait
+    for. No task per waiter: one future of its own, woken by the shared change or its
+    deadline (the shared future is never cancelled, whoever stops waiting)."""
+    loop = asyncio.get_running_loop()
+    started = None
+    while True:
+        now = loop.time()
+        answer = ask(started, now)
+        if not isinstance(answer, Waiting):
+            return answer
+        started = now if started is None else started
+        woken = loop.create_future()
+        timer = loop.call_at(answer.deadline, _wake, woken)
+        answer.changed.add_done_callback(functools.partial(_woken, woken))
+        try:
+            await woken
+        finally:
+            timer.cancel()
+
+
+def _woken(waiter: asyncio.Future[None], _changed: asyncio.Future[None]) -> None:
+    _wake(waiter)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -20,6 +20,7 @@ from golive.packager.query import (
     BroadcastStatus,
     HlsFile,
     HlsFiles,
+    Waiting,
     broadcast_status,
     recording_file,
 )
@@ -116,6 +117,13 @@ class PackagerService:
                    *, msn: str | None = None, part: str | None = None) -> HlsFile:
         """See `HlsFiles.file`: raises `query.HlsError` when nothing answers."""
         return await self._files.file(stream, rendition, filename, msn=msn, part=part)
+
+    def file_now(self, stream: str, rendition: str | None, filename: str = "index.m3u8",
+                 *, msn: str | None = None, part: str | None = None,
+                 started: float | None = None, now: float = 0.0) -> HlsFile | Waiting:
+        """See `HlsFiles.file_now`: the answer without waiting, or what to wait for."""
+        return self._files.file_now(stream, rendition, filename, msn=msn, part=part,
+                                    started=started, now=now)
 
     def recording_file(self, stream: str, started: str, filename: str) -> Path | None:
         """A file of a recording (`--record-dir`), by its origin path's pieces."""
