@@ -16,12 +16,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
 from golive.origin.config import HttpConfig
-from golive.origin.hls import ORIGIN_METRICS
+from golive.origin.hls import HLS_HTTP, ORIGIN_METRICS, HlsHttp
+from golive.origin.hls_fast import FastConnection
 from golive.origin.metrics import HEADER_TIMEOUT, PER_ADDRESS_LIMIT, OriginMetrics
 
 log = logging.getLogger("golive.origin")
@@ -33,8 +34,11 @@ class ConnectionGuard:
     """The state shared by every connection of one listener: counts per address, metrics, and
     the log lines about refused or cut connections (at most one per address per minute)."""
 
-    def __init__(self, config: HttpConfig, metrics: OriginMetrics) -> None:
+    def __init__(self, config: HttpConfig, metrics: OriginMetrics,
+                 fast_hls: HlsHttp | None = None) -> None:
         self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.fast_hls = fast_hls  # the HLS fast path's replies (None: aiohttp for all)
         self.max_per_address = config.max_connections_per_address
         self.metrics = metrics
         self._open: Counter[str] = Counter()
@@ -79,7 +83,9 @@ class ConnectionGuard:
 
 
 class GuardedRequestHandler(web.RequestHandler):
-    """aiohttp's protocol, plus the per-address cap at connection_made and the head deadline."""
+    """aiohttp's protocol, plus the per-address cap at connection_made and the head deadline,
+    and the HLS fast path: a connection is the fast path's (`hls_fast.FastConnection`) until
+    a request it does not serve, and aiohttp's from that request on."""
 
     def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -87,6 +93,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self._address: str | None = None
         self._admitted = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._fast: FastConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -100,8 +107,38 @@ class GuardedRequestHandler(web.RequestHandler):
             return
         self._admitted = True
         super().connection_made(transport)
+        guard = self._guard
+        if guard.fast_hls is not None:
+            # aiohttp's idle timer for a connection that has sent nothing would close it
+            # while the fast path serves it: the fast path keeps its own until a hand-off.
+            self.keep_alive(True)
+            self._fast = FastConnection(
+                guard.fast_hls, cast(asyncio.Transport, transport), self._address or "",
+                self._hand_off, header_timeout=guard.header_timeout,
+                keepalive_timeout=guard.keepalive_timeout,
+                on_header_timeout=lambda: guard.closed(self._address, HEADER_TIMEOUT))
+
+    def _hand_off(self, data: bytes) -> None:
+        """aiohttp's protocol takes the connection, from the request at `data`'s start."""
+        self._fast = None
+        if self.transport is not None:
+            self.transport.resume_reading()  # (the fast path may have paused it)
+        self.data_received(data)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._fast is not None and self.transport is not None:
+            self.transport.pause_reading()  # no new request until the client reads
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._fast is not None and self.transport is not None:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._fast is not None:
+            self._fast.feed(data)
+            return
         super().data_received(data)
         if not self._admitted:
             return
@@ -118,6 +155,9 @@ class GuardedRequestHandler(web.RequestHandler):
         if not self._admitted:
             return  # aiohttp never saw this connection
         self._admitted = False
+        if self._fast is not None:
+            self._fast.connection_lost()
+            self._fast = None
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -155,7 +195,8 @@ class GuardedAppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, config: HttpConfig, **kwargs: Any) -> None:
         super().__init__(app, keepalive_timeout=config.keepalive_timeout, **kwargs)
-        self.guard = ConnectionGuard(config, app[ORIGIN_METRICS])
+        self.guard = ConnectionGuard(config, app[ORIGIN_METRICS],
+                                     app.get(HLS_HTTP) if config.fast_hls else None)
 
     async def _make_server(self) -> web.Server:
         return _GuardedServer(await super()._make_server(), self.guard)
