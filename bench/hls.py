@@ -258,8 +258,8 @@ HLS_ONLY = ("--key", f"{STREAM}={SECRET}", "--no-transcode")
 class GoliveHls(ServerProcess):
     """`golive serve` with a TOML [hls] table; with `disk`, the store is a directory (else
     golive's default, in memory). `serve_args`: the rest of the command line (which keys
-    publish, the ladder). `chat`: a [chat] table too; `state`: a state directory and an admin
-    listener of its own (its port in `admin_port`)."""
+    publish, the ladder). `chat`: a [chat] table too; `state`: a state directory. The admin
+    listener is on a port of its own (`admin_port`)."""
 
     name = "golive"
 
@@ -297,12 +297,13 @@ class GoliveHls(ServerProcess):
             for _attempt in range(3):  # a free port may be taken between bind and listen
                 self.port, self.http_port = free_port(), free_port()
                 ports = [self.port, self.http_port]
-                state: list[str] = []
+                # An admin listener of its own always: the default port may be another
+                # server's (a second bench, a `make run`).
+                self.admin_port = free_port()
+                ports.append(self.admin_port)
+                state = ["--admin-port", str(self.admin_port)]
                 if self.state:
-                    self.admin_port = free_port()
-                    ports.append(self.admin_port)
-                    state = ["--state-dir", os.path.join(self.dir, "state"),
-                             "--admin-port", str(self.admin_port)]
+                    state += ["--state-dir", os.path.join(self.dir, "state")]
                 cmd = [
                     *golive_command(),
                     "serve", "--config", str(config), *self.serve_args, *state,

@@ -134,6 +134,7 @@ class GuardedRequestHandler(web.RequestHandler):
         super().resume_writing()
         if self._fast is not None and self.transport is not None:
             self.transport.resume_reading()
+            self._fast.resume()
 
     def data_received(self, data: bytes) -> None:
         if self._fast is not None:

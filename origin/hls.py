@@ -46,7 +46,7 @@ CORS = {
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: frozen dataclasses are slow to build, per request)
 class HlsRequest:
     """An HLS request as both drivers see it: the path's pieces (`rendition` None for the
     master playlist) and the headers that change the answer."""

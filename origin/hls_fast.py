@@ -39,6 +39,8 @@ from golive.origin.hls import HlsHttp, HlsRequest, Reply
 from golive.packager.query import Waiting
 
 MAX_HEAD = 8190  # bytes: aiohttp's own limit for a request line and its headers
+MAX_BUFFERED = 1024 * 1024  # bytes of requests read ahead of their answers
+WRITE_BUFFER = 256 * 1024  # bytes queued to a socket past which no further request is answered
 _HEADERS = {b"accept-encoding", b"if-none-match", b"range", b"user-agent", b"connection"}
 # Headers that mean the request is not a plain GET of a file: aiohttp handles those.
 _NOT_OURS = {b"content-length", b"transfer-encoding", b"upgrade", b"expect"}
@@ -48,7 +50,7 @@ class HandOff(Exception):
     """The request is not one the fast path serves: aiohttp's protocol takes the connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: frozen dataclasses are slow to build, per request)
 class Head:
     """A parsed request head the fast path serves."""
 
@@ -202,16 +204,22 @@ class FastConnection:
             self._idle_timer.cancel()
             self._idle_timer = None
         self._buffer += data
+        if len(self._buffer) > MAX_BUFFERED:  # pipelining far beyond what a player does
+            self._close()
+            return
         if self._waiting is None:
             self._serve()
 
     def _serve(self) -> None:
-        """Answer the complete requests in the buffer, in order, until one must wait."""
+        """Answer the complete requests in the buffer, in order, until one must wait or the
+        socket's send buffer is full (`resume` goes on once it drains)."""
         while not self.closed and self._waiting is None:
+            if self._transport.get_write_buffer_size() > WRITE_BUFFER:
+                return
             try:
                 head = parse_head(self._buffer)
                 if head is None:
-                    self._await_head()
+                    self._await_head()  # (or, with nothing buffered, the keep-alive wait)
                     return
                 request = hls_request(head, self._address)
             except HandOff:
@@ -223,8 +231,6 @@ class FastConnection:
             if not head.keep_alive:
                 self._close()
                 return
-        if not self.closed and not self._buffer and self._waiting is None:
-            self._idle()
 
     def _answer(self, head: Head, request: HlsRequest, started: float | None) -> bool:
         """Reply now (True), or wait (False: `_woken` answers later). Hands off a file on
@@ -267,6 +273,11 @@ class FastConnection:
                 return
             self._serve()
 
+    def resume(self) -> None:
+        """The socket's send buffer drained: answer what is buffered."""
+        if not self.closed and self._waiting is None:
+            self._serve()
+
     def _give_away(self) -> None:
         """aiohttp takes the connection from the first unanswered request on."""
         self.closed = True
@@ -275,7 +286,9 @@ class FastConnection:
         self._hand_off(data)
 
     def _await_head(self) -> None:
-        if self._buffer and self._head_timer is None and self._header_timeout > 0:
+        if not self._buffer:
+            self._idle_timer = self._loop.call_later(self._keepalive_timeout, self._close)
+        elif self._head_timer is None and self._header_timeout > 0:
             self._head_timer = self._loop.call_later(self._header_timeout, self._head_overdue)
 
     def _head_overdue(self) -> None:
@@ -283,9 +296,6 @@ class FastConnection:
         if not self.closed and self._waiting is None:
             self._on_header_timeout()
             self._close()
-
-    def _idle(self) -> None:
-        self._idle_timer = self._loop.call_later(self._keepalive_timeout, self._close)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
