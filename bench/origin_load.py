@@ -1,15 +1,19 @@
 """HLS origin throughput: golive against nginx serving the very same files, under `wrk`
 (`python -m bench.origin_load [--quick] [--no-wrk]`).
 
-golive runs with its store on disk and a real-time publisher (bench/hls.py: 720p25, ~2.5 Mb/s,
-2 s segments) keeps the stream live throughout, as in production: playlists change every part.
+golive runs with its store on disk (then in memory) and a real-time publisher (bench/hls.py:
+720p25, ~2.5 Mb/s, 2 s segments) keeps the stream live throughout, as in production:
+playlists change every part.
 nginx (one process, one worker, sendfile) serves golive's store directory as static files,
 plus a snapshot of golive's media playlist written to disk (golive keeps playlists in memory).
 Loads, each for a few seconds with one wrk thread (the machine's other core runs the server):
 
 playlist       the media playlist, non-blocking, as wrk asks (no Accept-Encoding)
 playlist-gzip  the same with Accept-Encoding: gzip (what browsers send; both compress it)
-segment        one complete ~2 s segment (~0.6 MB), the newest at the time
+segment-disk   one complete ~2 s segment (~0.6 MB), the newest at the time, from --store-dir
+part-disk      one LL-HLS part (~0.1 MB) of the segment being written, the same way
+segment-memory, part-memory   the same from a second golive with its store in memory (the
+               default); nginx serves a copy of the same bytes from a directory
 
 Reported: requests/s, MB/s (wrk's Transfer/sec: bodies and headers) and the server's CPU over
 the load (/proc, % of one core). Without wrk, an aiohttp load generator in a separate process
@@ -29,8 +33,10 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -163,7 +169,20 @@ async def _playlist(session: aiohttp.ClientSession, url: str) -> str:
         return await response.text() if response.status == 200 else ""
 
 
-async def _origin(golive: GoliveHls, seconds: float, warmup_segments: int) -> list[Load]:
+async def _fetch(session: aiohttp.ClientSession, url: str) -> bytes:
+    async with session.get(url) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+        return await response.read()
+
+
+async def _origin(golive: GoliveHls, seconds: float, warmup_segments: int,
+                  *, playlists: bool) -> list[Load]:
+    """The loads against golive and nginx: playlists (when `playlists`: they do not depend
+    on the store), then a segment and a part, from golive's store (`golive.disk`: its
+    directory, which nginx serves too; else memory, and nginx serves a copy of the same
+    files from a directory of its own)."""
+    store = "disk" if golive.disk else "memory"
     stop = asyncio.Event()
     publication = Publication()
     publisher = asyncio.create_task(publish(golive.port, stop, publication, clip()))
@@ -187,33 +206,42 @@ async def _origin(golive: GoliveHls, seconds: float, warmup_segments: int) -> li
             text = await _playlist(session, playlist_url)
             binary = nginx_binary()
             with contextlib.ExitStack() as stack:
-                nginx = stack.enter_context(NginxHttp(binary, golive.store_dir)) if binary else None
+                www = golive.store_dir
+                if not golive.disk:  # nginx serves a copy of golive's bytes
+                    www = stack.enter_context(tempfile.TemporaryDirectory(prefix="golive-www-"))
+                nginx = stack.enter_context(NginxHttp(binary, www)) if binary else None
                 servers: list[tuple[ServerProcess, str]] = [(golive, golive.base_url)]
                 if nginx is not None:
                     nginx.put_playlist(f"live/{STREAM}/source/index.m3u8", text)
                     servers.append((nginx, nginx.base_url))
                 for what, headers in (
-                    ("playlist", {}),
-                    ("playlist-gzip", {"Accept-Encoding": "gzip"}),
+                    (("playlist", {}), ("playlist-gzip", {"Accept-Encoding": "gzip"}))
+                    if playlists else ()
                 ):
                     for server, base in servers:
                         load = await asyncio.to_thread(
                             measure, server, what, base + "index.m3u8", seconds, headers
                         )
                         loads.append(load)
-                # the newest complete segment: listed (and on disk) for the next ~20 s
-                segment = parse_playlist(await _playlist(session, playlist_url)).segments[-1]
-                for server, base in servers:
-                    url = f"{base}seg-{segment}.m4s"
-                    async with session.get(url) as response:
-                        size = len(await response.read())
-                        if response.status != 200:
-                            raise RuntimeError(f"{server.name}: {url} answered {response.status}")
-                    load = await asyncio.to_thread(measure, server, "segment", url, seconds, {})
-                    load.what = f"segment ({size / MB:.2f} MB)"
-                    loads.append(load)
-            loads.append(Load("golive", "idle", 0.0, 0.0, idle, 0, ""))
-            loads.append(Load("golive", "playlist size", len(text), 0.0, 0.0, 0, ""))
+                # The newest complete segment, and a part of the segment being written:
+                # listed (and kept) for the next ~20 s, longer than their loads.
+                listing = parse_playlist(await _playlist(session, playlist_url))
+                files = [("segment", f"seg-{listing.segments[-1]}.m4s"),
+                         ("part", "part-{}.{}.m4s".format(*listing.parts[-1]))]
+                for _, name in files if not golive.disk else ():
+                    path = Path(www) / STREAM / "source" / name  # (the store's layout)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(await _fetch(session, golive.base_url + name))
+                for kind, name in files:
+                    for server, base in servers:
+                        size = len(await _fetch(session, base + name))
+                        load = await asyncio.to_thread(
+                            measure, server, f"{kind}-{store}", base + name, seconds, {})
+                        load.what = f"{kind}-{store} ({size / MB:.2f} MB)"
+                        loads.append(load)
+            if playlists:
+                loads.append(Load("golive", "idle", 0.0, 0.0, idle, 0, ""))
+                loads.append(Load("golive", "playlist size", len(text), 0.0, 0.0, 0, ""))
     finally:
         stop.set()
         await publisher
@@ -300,10 +328,12 @@ def rows(loads: list[Load]) -> list[Row]:
 )
 def run_origin(options: Options) -> list[Row]:
     seconds = 2.0 if options.quick else 6.0
+    warmup = 2 if options.quick else 6  # full: a whole window, the playlist's steady size
     clip()  # encode before starting any server
-    with GoliveHls({}) as golive:
-        # full: a full window of segments, so the playlist has its steady-state size
-        loads = asyncio.run(_origin(golive, seconds, warmup_segments=2 if options.quick else 6))
+    loads = []
+    for disk in (True, False):
+        with GoliveHls({}, disk=disk) as golive:
+            loads += asyncio.run(_origin(golive, seconds, warmup, playlists=disk))
     return rows(loads)
 
 

@@ -171,8 +171,6 @@ def serialize(reply: Reply, *, head_only: bool, keep_alive: bool) -> list[bytes 
             + _Date.now() + (b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"))
     if head_only or reply.status == 304 or not body:
         return [head]
-    if len(body) < 16384:  # one write, one segment on the wire
-        return [head + body]
     return [head, body]
 
 
@@ -244,8 +242,9 @@ class FastConnection:
             self._give_away()
             return False
         self._cancel_head_timer()
-        for chunk in serialize(reply, head_only=head.head, keep_alive=head.keep_alive):
-            self._transport.write(chunk)
+        # One writev for head and body (uvloop sends what it is given together at once).
+        self._transport.writelines(serialize(reply, head_only=head.head,
+                                             keep_alive=head.keep_alive))
         self._http.count_status(reply.status)
         self._http.account(request, reply, 0 if head.head else len(reply.body))
         return True
