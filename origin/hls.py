@@ -15,7 +15,7 @@ import functools
 import gzip
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -81,7 +81,6 @@ class Reply:
     content_type: str = "text/plain; charset=utf-8"
     kind: str | None = None
     path: Path | None = None
-    text: str | None = field(default=None, repr=False)  # a playlist's version (cache key)
     waited: float | None = None  # seconds the request blocked (as `HlsFile.waited`)
 
 
@@ -193,11 +192,10 @@ def playlist_reply(answer: HlsFile, accept_encoding: str, if_none_match: str) ->
                "ETag": etag}
     # A CDN revalidating its copy (If-None-Match) gets 304 while the playlist is the same.
     if etag in if_none_match or if_none_match.strip() == "*":
-        return Reply(304, headers, content_type=answer.content_type, text=text)
+        return Reply(304, headers, content_type=answer.content_type)
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    return Reply(200, headers, _encoded(text, gzipped), answer.content_type, "playlist",
-                 text=text)
+    return Reply(200, headers, _encoded(text, gzipped), answer.content_type, "playlist")
 
 
 def media_reply(answer: HlsFile, range_header: str | None) -> Reply:
