@@ -45,7 +45,7 @@ import aiohttp
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .density import tree_cpu
 from .hls import HLS_ONLY, SECRET, STREAM, Clip, GoliveHls, Publication, clip, log, publish
-from .servers import REPO, die_with_parent, machine_cpu, machine_load, process_cpu
+from .servers import REPO, die_with_parent, machine_cpu, machine_load, process_cpu, thread_cpu
 from .transcode import LADDER
 from .viewer_load import parse_master, parse_media
 
@@ -171,14 +171,15 @@ class Mark:
 
     t: float
     golive: float
+    loop: float  # golive's main thread: its event loop, where HTTP is served
     tree: float
     machine: float
     own: float
 
     @staticmethod
     def take(pid: int) -> Mark:
-        return Mark(time.monotonic(), process_cpu(pid), tree_cpu(pid)[0], machine_cpu(),
-                    process_cpu(os.getpid()))
+        return Mark(time.monotonic(), process_cpu(pid), thread_cpu(pid)[0], tree_cpu(pid)[0],
+                    machine_cpu(), process_cpu(os.getpid()))
 
 
 @dataclass
@@ -187,6 +188,7 @@ class ViewerStep:
     ladder: bool
     report: dict[str, Any]
     golive_cpu: float = math.nan  # cores: golive's process over the window
+    loop_cpu: float = math.nan  # cores: its event loop's thread
     transcode_cpu: float = math.nan  # cores: its transcode workers (the ladder)
     other_cpu: float = math.nan  # cores: the rest of the machine beyond golive, load, us
     rss_mb: float = math.nan
@@ -263,8 +265,9 @@ class ViewerStep:
             f"{_pair(r['fetch_ms'])} ms; {r['parts']} parts in {window:.0f} s; "
             f"{r['joined']}/{r['viewers']} joined, {len(r['failed'])} errored out, errors "
             f"{r['errors'] or 0}, {r['stuck']} stuck; {r['requests_per_s']:.0f} req/s, "
-            f"{r['mb_per_s']:.0f} MB/s; CPU (% of one core): golive {_pct(self.golive_cpu)}"
-            f"{ladder}, viewer load {_pct(self.generator_cpu)} (per process "
+            f"{r['mb_per_s']:.0f} MB/s; CPU (% of one core): golive {_pct(self.golive_cpu)} "
+            f"(its event loop's thread {_pct(self.loop_cpu)}){ladder}, viewer load "
+            f"{_pct(self.generator_cpu)} (per process "
             f"{'/'.join(_pct(c) for c in r['cpu_processes'])}, loop lag p99 "
             f"{'/'.join(_pair(lag, 'p99', 'max') for lag in r['loop_lag_ms'])} ms), "
             f"everything else incl. the kernel {_pct(self.other_cpu)} (before: "
@@ -348,9 +351,9 @@ async def viewer_step(count: int, *, ladder: bool, seconds: float, media: Clip,
         alive = golive.alive()
     elapsed = after.t - before.t
     cores = {name: (getattr(after, name) - getattr(before, name)) / elapsed
-             for name in ("golive", "tree", "machine", "own")}
+             for name in ("golive", "loop", "tree", "machine", "own")}
     other = cores["machine"] - cores["tree"] - cores["own"] - float(report["cpu"])
-    step = ViewerStep(count, ladder, report, golive_cpu=cores["golive"],
+    step = ViewerStep(count, ladder, report, golive_cpu=cores["golive"], loop_cpu=cores["loop"],
                       transcode_cpu=cores["tree"] - cores["golive"], other_cpu=max(0.0, other),
                       rss_mb=rss[0], peak_rss_mb=rss[1], busy_before=busy, golive_alive=alive,
                       publisher=publication)
