@@ -73,7 +73,6 @@ from .servers import die_with_parent, process_cpu
 PART_KEY = 1000  # a part's key is msn x PART_KEY + index: one int, ordered like (msn, index)
 BUFFER_SIZE = 1 << 18  # one read's worth: loopback hands over up to this much at once
 CACHE_LIMIT = 512  # distinct playlist responses remembered per process
-TTFB = 10.0  # s: hls.js's maxTimeToFirstByteMs of playlists and fragments
 SWEEP = 0.5  # s between two looks for requests past their time-out
 STUCK = 2.0  # s: a viewer with no new part for this long within the window is stuck
 NS = 1_000_000_000
@@ -327,6 +326,7 @@ class Connection:
         self.want_body = False
         self.callback: Callback | None = None
         self.sent_ns = self.first_ns = 0
+        self.first_limit = self.load_limit = 0  # ns: the request's time-outs
         self.resent = False
         self.state = HEAD
         self.head = bytearray()  # a head split over reads (rare)
@@ -335,9 +335,13 @@ class Connection:
         self.gzip = self.close_after = False
         self.age = 0.0
 
-    def get(self, path: str, want_body: bool, callback: Callback) -> None:
+    def get(self, path: str, want_body: bool, callback: Callback,
+            timeouts: tuple[float, float] = (10.0, 20.0)) -> None:
+        """GET `path`; `callback` gets the response. `timeouts`: seconds to the first byte
+        and to the last (hls.js's maxTimeToFirstByteMs and maxLoadTimeMs)."""
         self.request = b"GET %s HTTP/1.1\r\n%s" % (path.encode(), self.headers)
         self.want_body, self.callback = want_body, callback
+        self.first_limit, self.load_limit = (int(min(t, 1e6) * NS) for t in timeouts)
         self.sent_ns, self.first_ns, self.resent = time.monotonic_ns(), 0, False
         self._send()
 
@@ -486,8 +490,11 @@ class Connection:
         self._finish(0, why)
 
     def expire(self, now: int) -> None:
-        """Give up a request whose first byte is later than hls.js would wait."""
-        if self.callback is not None and not self.first_ns and now - self.sent_ns > TTFB * NS:
+        """Give up a request that takes longer than hls.js would wait."""
+        if self.callback is None:
+            return
+        waited = now - self.sent_ns
+        if waited > self.load_limit or (not self.first_ns and waited > self.first_limit):
             self._drop()
             self._finish(-1, "timed out")
 
@@ -529,13 +536,20 @@ class Counters:
 
 @dataclass(frozen=True)
 class Policy:
-    """hls.js's default LoadPolicy of a request kind (config.ts): retries on an error status
-    (exponential backoff from `delay`, capped at `cap`), and at once on a time-out."""
+    """hls.js's default LoadPolicy of a request kind (config.ts): its time-outs (to the first
+    byte, to the last), retries on an error status (exponential backoff from `delay`, capped
+    at `cap`), and at once on a time-out."""
 
+    first_byte: float
+    load: float
     errors: int
     delay: float
     cap: float
     timeouts: int
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        return self.first_byte, self.load
 
     def retry_in(self, attempt: int, timed_out: bool) -> float | None:
         """Seconds before retry number `attempt` (from 0), None: give up."""
@@ -546,9 +560,9 @@ class Policy:
         return min(self.delay * 2**attempt, self.cap)
 
 
-MANIFEST = Policy(errors=1, delay=1.0, cap=8.0, timeouts=2)
-PLAYLIST = Policy(errors=2, delay=1.0, cap=8.0, timeouts=2)
-FRAGMENT = Policy(errors=6, delay=1.0, cap=8.0, timeouts=4)
+MANIFEST = Policy(first_byte=math.inf, load=20.0, errors=1, delay=1.0, cap=8.0, timeouts=2)
+PLAYLIST = Policy(first_byte=10.0, load=20.0, errors=2, delay=1.0, cap=8.0, timeouts=2)
+FRAGMENT = Policy(first_byte=10.0, load=120.0, errors=6, delay=1.0, cap=8.0, timeouts=4)
 
 
 # ---- a viewer ---------------------------------------------------------------------------
@@ -610,7 +624,7 @@ class Follower:
     def follow(self, variant: Variant) -> None:
         self.variant = variant
         self.base = variant.path.rpartition("/")[0] + "/"
-        self.playlist_connection.get(variant.path, True, self.on_playlist)
+        self.playlist_connection.get(variant.path, True, self.on_playlist, PLAYLIST.limits)
 
     def on_playlist(self, response: Response) -> None:
         if self.stopped:
@@ -651,7 +665,7 @@ class Follower:
 
     def _get_playlist(self, path: str) -> None:
         if not self.stopped:
-            self.playlist_connection.get(path, True, self.on_playlist)
+            self.playlist_connection.get(path, True, self.on_playlist, PLAYLIST.limits)
 
     def _retry_playlist(self, response: Response) -> None:
         self.errors[_error(response)] += 1
@@ -735,7 +749,7 @@ class Viewer(Follower):
 
     def start(self, master: str) -> None:
         self.started_ns = time.monotonic_ns()
-        self.playlist_connection.get(master, True, self.on_master)
+        self.playlist_connection.get(master, True, self.on_master, MANIFEST.limits)
 
     def on_master(self, response: Response) -> None:
         if self.stopped:
@@ -759,7 +773,8 @@ class Viewer(Follower):
 
     def _get_master(self) -> None:
         if not self.stopped:
-            self.playlist_connection.get(self.process.master, True, self.on_master)
+            self.playlist_connection.get(self.process.master, True, self.on_master,
+                                         MANIFEST.limits)
 
     def joined(self, playlist: MediaPlaylist, response: Response) -> None:
         self.joined_ns = response.done_ns
@@ -784,7 +799,7 @@ class Viewer(Follower):
         if self.fetching or not self.queue or self.stopped:
             return
         self.fetching = True
-        self.media_connection.get(self.queue[0][1], False, self.on_media)
+        self.media_connection.get(self.queue[0][1], False, self.on_media, FRAGMENT.limits)
 
     def on_media(self, response: Response) -> None:
         self.fetching = False
@@ -1035,7 +1050,7 @@ async def fetch_once(process: Process, path: str) -> tuple[int, bytes, bool]:
     connection = Connection(process.counters, process.host, process.port, "127.255.255.254",
                             b"Host: %s\r\nAccept-Encoding: gzip\r\n\r\n" % process.host.encode())
     connection.get(path, True, done.set_result)
-    response = await asyncio.wait_for(done, TTFB)
+    response = await asyncio.wait_for(done, MANIFEST.load)
     connection.close()
     return response.status, response.body or b"", response.gzip
 
