@@ -240,6 +240,12 @@ class ViewerStep:
     def label(self) -> str:
         return f"viewers{'.ladder' if self.ladder else ''}.{self.viewers}"
 
+    def us_per_request(self) -> float:
+        """golive's CPU per request served: what a core of its own would make of it (the
+        figure that other work on the machine moves least)."""
+        rate = float(self.report["requests_per_s"])
+        return self.golive_cpu / rate * 1e6 if rate else math.nan
+
     def lag_text(self) -> str:
         lag = self.lag
         return "/".join(f"{lag[p]:.0f}" for p in ("p50", "p95", "p99")) if lag else "-"
@@ -266,7 +272,8 @@ class ViewerStep:
             f"{r['joined']}/{r['viewers']} joined, {len(r['failed'])} errored out, errors "
             f"{r['errors'] or 0}, {r['stuck']} stuck; {r['requests_per_s']:.0f} req/s, "
             f"{r['mb_per_s']:.0f} MB/s; CPU (% of one core): golive {_pct(self.golive_cpu)} "
-            f"(its event loop's thread {_pct(self.loop_cpu)}){ladder}, viewer load "
+            f"(its event loop's thread {_pct(self.loop_cpu)}; {self.us_per_request():.0f} us per "
+            f"request, sends included){ladder}, viewer load "
             f"{_pct(self.generator_cpu)} (per process "
             f"{'/'.join(_pct(c) for c in r['cpu_processes'])}, loop lag p99 "
             f"{'/'.join(_pair(lag, 'p99', 'max') for lag in r['loop_lag_ms'])} ms), "
