@@ -62,6 +62,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, NamedTuple, cast
 from urllib.parse import urljoin, urlsplit
 
@@ -198,8 +199,6 @@ def parse_media(text: str) -> MediaPlaylist:
 
 
 def _epoch(text: str) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -495,8 +494,10 @@ class Connection:
             return
         waited = now - self.sent_ns
         if waited > self.load_limit or (not self.first_ns and waited > self.first_limit):
+            # still connecting: the server did not accept (its listen backlog overflowed)
+            why = "timeout connecting" if self.transport is None else "timeout"
             self._drop()
-            self._finish(-1, "timed out")
+            self._finish(-1, why)
 
     def close(self) -> None:
         self.callback = None
@@ -651,8 +652,8 @@ class Follower:
         age = (time.monotonic_ns() - response.first_ns) / NS + response.age
         if age > playlist.part_target:
             directives = next_request(playlist, age, self.goal)
-        if directives.goal > 0:
-            self.goal = directives.goal
+        # hls.js keeps the goal on each new LevelDetails: none (0) when it did not compute one
+        self.goal = directives.goal
         self.reload(directives, 0.0)
 
     def reload(self, directives: Directives, delay: float) -> None:
@@ -839,7 +840,7 @@ class Viewer(Follower):
 
 def _error(response: Response) -> str:
     if response.status == -1:
-        return "timeout"
+        return response.why or "timeout"
     if response.status == 0:
         return response.why or "no response"
     return str(response.status)
