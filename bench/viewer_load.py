@@ -18,10 +18,12 @@ getNextPart does), then loop: a blocking reload for the part after the last one 
 (`_HLS_msn=M&_HLS_part=N+1`, or `_HLS_msn=M+1&_HLS_part=0` when the last listed part ends a
 complete segment; hls.js's "CDN tune-in" skip-ahead when the response is older than a part
 target), and every newly listed part fetched in order, one at a time, on a second keep-alive
-connection (hls.js's playlist and fragment loaders). Non-200 answers and lost connections are
-retried with hls.js's default load policies (playlist: 2 retries 1 s, 2 s apart; part: 6,
-1-8 s; a time-out: at once, the playlist without directives); a viewer that exhausts them has
-errored out and stops. Unlike hls.js, a 4xx is retried too (hls.js would give up on the
+connection (hls.js's playlist and fragment loaders). Non-200 answers, lost connections and
+time-outs are handled with hls.js's default load policies (time-outs: the master 20 s in all,
+a playlist 10 s to its first byte, a part 10 s; retries: the master 1, a playlist 2, 1 s and
+2 s apart, a part 6, 1-8 s apart; after a time-out at once, a playlist without directives); a
+viewer that exhausts them has errored out and stops ("timeout connecting": the server never
+accepted the connection). Unlike hls.js, a 4xx is retried too (hls.js would give up on the
 variant): for this bench a 404 of a listed part is the server's failure, counted either way.
 Viewers come from loopback addresses 127.0.x.y (`--per-address` each: golive caps
 connections per address), each with its own User-Agent.
