@@ -49,7 +49,7 @@ from .servers import REPO, die_with_parent, machine_cpu, machine_load, process_c
 from .transcode import LADDER
 from .viewer_load import parse_master, parse_media
 
-DEFAULT_COUNTS = (500, 1000, 1500, 2000)
+DEFAULT_COUNTS = (500, 750, 1000, 1500, 2000)
 QUICK_COUNTS = (200,)
 SECONDS, QUICK_SECONDS = 20.0, 8.0
 RATE = 200.0  # viewers joining per second
@@ -421,7 +421,11 @@ def rows(steps: list[ViewerStep]) -> list[Row]:
     reference="none (golive figures only)",
 )
 def run_viewers_bench(options: Options) -> list[Row]:
+    """The default counts up to the first failure, without transcoding, then with the ladder
+    (`--quick`: a smoke run without)."""
     steps = run_viewers(quick=options.quick, stop_after_failure=True)
+    if not options.quick:
+        steps += run_viewers(ladder=True, stop_after_failure=True)
     return rows(steps)
 
 
@@ -433,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_COUNTS[0]} viewers for {QUICK_SECONDS:g} s")
-    parser.add_argument("--counts", help="viewer counts, e.g. 500,1000,1500,2000 (default "
+    parser.add_argument("--counts", help="viewer counts, e.g. 500,1000,1500 (default "
                         + ",".join(map(str, DEFAULT_COUNTS)) + ")")
     parser.add_argument("--ladder", action="store_true",
                         help="transcode the 3-rung ladder too (" + ", ".join(LADDER) + ")")
