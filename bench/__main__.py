@@ -19,6 +19,7 @@ from . import hls_latency as _hls_latency  # noqa: F401  (registers hls-latency)
 from . import ingest as _ingest  # noqa: F401  (registers the ingest benchmark)
 from . import origin_load as _origin_load  # noqa: F401  (registers hls-origin)
 from . import transcode as _transcode  # noqa: F401  (registers transcode)
+from . import viewers as _viewers  # noqa: F401  (registers viewers)
 from .chat import run_chat as _run_chat  # noqa: F401  (registers chat, run last)
 from .servers import machine_load
 
