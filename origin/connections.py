@@ -22,7 +22,7 @@ from aiohttp import web
 
 from golive.origin.config import HttpConfig
 from golive.origin.hls import HLS_HTTP, ORIGIN_METRICS, HlsHttp
-from golive.origin.hls_fast import FastConnection
+from golive.origin.hls_fast import FastConnection, Waiters
 from golive.origin.metrics import HEADER_TIMEOUT, PER_ADDRESS_LIMIT, OriginMetrics
 
 log = logging.getLogger("golive.origin")
@@ -39,6 +39,7 @@ class ConnectionGuard:
         self.header_timeout = config.header_timeout
         self.keepalive_timeout = config.keepalive_timeout
         self.fast_hls = fast_hls  # the HLS fast path's replies (None: aiohttp for all)
+        self.fast_waiters = Waiters()
         self.max_per_address = config.max_connections_per_address
         self.metrics = metrics
         self._open: Counter[str] = Counter()
@@ -113,7 +114,8 @@ class GuardedRequestHandler(web.RequestHandler):
             # while the fast path serves it: the fast path keeps its own until a hand-off.
             self.keep_alive(True)
             self._fast = FastConnection(
-                guard.fast_hls, cast(asyncio.Transport, transport), self._address or "",
+                guard.fast_hls, guard.fast_waiters, cast(asyncio.Transport, transport),
+                self._address or "",
                 self._hand_off, header_timeout=guard.header_timeout,
                 keepalive_timeout=guard.keepalive_timeout,
                 on_header_timeout=lambda: guard.closed(self._address, HEADER_TIMEOUT))

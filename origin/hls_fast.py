@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,9 +42,13 @@ from golive.packager.query import Waiting
 MAX_HEAD = 8190  # bytes: aiohttp's own limit for a request line and its headers
 MAX_BUFFERED = 1024 * 1024  # bytes of requests read ahead of their answers
 WRITE_BUFFER = 256 * 1024  # bytes queued to a socket past which no further request is answered
-_HEADERS = {b"accept-encoding", b"if-none-match", b"range", b"user-agent", b"connection"}
-# Headers that mean the request is not a plain GET of a file: aiohttp handles those.
+_REQUEST_LINE = re.compile(rb"(GET|HEAD) (/live/[!-~]*) HTTP/1\.([01])\r\n")
+_FIELD_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)*")
+# The headers that change an answer, and those that mean the request is not a plain GET of
+# a file (aiohttp handles those), found in the lowered head.
 _NOT_OURS = {b"content-length", b"transfer-encoding", b"upgrade", b"expect"}
+_WANTED = re.compile(rb"\r\n(accept-encoding|if-none-match|range|user-agent|connection|"
+                     rb"content-length|transfer-encoding|upgrade|expect):([^\r\n]*)")
 
 
 class HandOff(Exception):
@@ -75,38 +80,30 @@ def parse_head(buffer: bytes | bytearray) -> Head | None:
         return None
     if end > MAX_HEAD:
         raise HandOff
-    lines = bytes(buffer[:end]).split(b"\r\n")
-    try:
-        method, target, version = lines[0].split(b" ")
-    except ValueError:
-        raise HandOff from None
-    if method not in (b"GET", b"HEAD") or not target.startswith(b"/live/") or (
-            version not in (b"HTTP/1.1", b"HTTP/1.0")):
+    head = bytes(buffer[:end + 2])  # every line with its CRLF
+    line = _REQUEST_LINE.match(head)
+    # Header lines are RFC 9110 tokens, a colon and a value: anything else (obsolete line
+    # folding, a space before the colon, a bare CR) is aiohttp's to refuse with a 400.
+    if line is None or _FIELD_LINES.fullmatch(head, line.end()) is None:
         raise HandOff
-    fields: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in (b" ", b"\t") or name[:1] in (b" ", b"\t"):
-            raise HandOff  # malformed, or obsolete line folding: aiohttp's 400
-        name = name.lower()
+    fields: dict[bytes, str] = {}
+    lowered = head.lower()  # (ASCII only: offsets stay those of `head`)
+    for found in _WANTED.finditer(lowered, line.end() - 2):
+        name = found.group(1)
         if name in _NOT_OURS:
             raise HandOff
-        if name in _HEADERS and name not in fields:
-            fields[name] = value.strip()
-    try:
-        text = target.decode("ascii")
-        header = {k.decode(): v.decode("latin-1") for k, v in fields.items()}
-    except UnicodeDecodeError:
-        raise HandOff from None
-    path, _, query = text.partition("?")
-    if "%" in path or "#" in text:
+        if name not in fields:
+            fields[name] = head[found.start(2):found.end(2)].decode("latin-1").strip(" \t")
+    target = line.group(2).decode("ascii")
+    path, _, query = target.partition("?")
+    if "%" in path or "#" in target:
         raise HandOff  # percent-decoding and fragments are aiohttp's to interpret
-    connection = header.get("connection", "").lower()
-    keep_alive = ("close" not in connection if version == b"HTTP/1.1"
+    connection = fields.get(b"connection", "").lower()
+    keep_alive = ("close" not in connection if line.group(3) == b"1"
                   else "keep-alive" in connection)
-    return Head(method == b"HEAD", path, query, keep_alive, header.get("accept-encoding", ""),
-                header.get("if-none-match", ""), header.get("range"),
-                header.get("user-agent", ""), end + 4)
+    return Head(line.group(1) == b"HEAD", path, query, keep_alive,
+                fields.get(b"accept-encoding", ""), fields.get(b"if-none-match", ""),
+                fields.get(b"range"), fields.get(b"user-agent", ""), end + 4)
 
 
 def hls_request(head: Head, address: str) -> HlsRequest:
@@ -174,14 +171,58 @@ def serialize(reply: Reply, *, head_only: bool, keep_alive: bool) -> list[bytes 
     return [head, body]
 
 
+class Waiters:
+    """Every fast-path request of one listener that waits (blocking reloads, hinted parts):
+    woken together when their rendition changes — one callback on the shared change future
+    for all of them, not one each — and past their deadlines by a sweep every `SWEEP`
+    seconds rather than a timer each (a wait's deadline is three target durations away:
+    answering it a tenth of a second late changes nothing)."""
+
+    SWEEP = 0.1  # seconds
+
+    def __init__(self) -> None:
+        self._groups: dict[asyncio.Future[None], list[FastConnection]] = {}
+        self._deadlines: dict[FastConnection, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def add(self, connection: FastConnection, waiting: Waiting) -> None:
+        group = self._groups.get(waiting.changed)
+        if group is None:
+            group = self._groups[waiting.changed] = []
+            waiting.changed.add_done_callback(self._changed)
+        group.append(connection)
+        self._deadlines[connection] = waiting.deadline
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self.SWEEP, self._sweep)
+
+    def discard(self, connection: FastConnection) -> None:
+        """`connection` waits no more (answered, closed): its group entry goes stale."""
+        self._deadlines.pop(connection, None)
+
+    def _changed(self, changed: asyncio.Future[None]) -> None:
+        for connection in self._groups.pop(changed, ()):
+            if self._deadlines.pop(connection, None) is not None:
+                connection.woken()
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        overdue = [c for c, deadline in self._deadlines.items() if deadline <= now]
+        for connection in overdue:
+            if self._deadlines.pop(connection, None) is not None:
+                connection.woken()
+        self._sweeper = (asyncio.get_running_loop().call_later(self.SWEEP, self._sweep)
+                         if self._deadlines else None)
+
+
 class FastConnection:
     """One connection's fast path. `hand_off(data)` gives the connection, and `data` (the
     bytes from the request aiohttp is to handle on), to aiohttp's protocol."""
 
-    def __init__(self, http: HlsHttp, transport: asyncio.Transport, address: str,
-                 hand_off: Callable[[bytes], None], *, header_timeout: float,
+    def __init__(self, http: HlsHttp, waiters: Waiters, transport: asyncio.Transport,
+                 address: str, hand_off: Callable[[bytes], None], *, header_timeout: float,
                  keepalive_timeout: float, on_header_timeout: Callable[[], None]) -> None:
         self._http = http
+        self._waiters = waiters
         self._transport = transport
         self._address = address
         self._hand_off = hand_off
@@ -191,16 +232,16 @@ class FastConnection:
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
         self._waiting: tuple[Head, HlsRequest, float] | None = None  # (..., started)
-        self._wake_handle: asyncio.TimerHandle | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        # The keep-alive timer is moved lazily: a request only notes the time (a timer per
+        # request would cost more than the request), and the timer, when it fires early,
+        # sets itself again for the idle time left.
+        self._idle_since: float | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._generation = 0  # of the current wait: a stale wake-up is ignored
         self.closed = False
 
     def feed(self, data: bytes) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._idle_since = None
         self._buffer += data
         if len(self._buffer) > MAX_BUFFERED:  # pipelining far beyond what a player does
             self._close()
@@ -231,12 +272,14 @@ class FastConnection:
                 return
 
     def _answer(self, head: Head, request: HlsRequest, started: float | None) -> bool:
-        """Reply now (True), or wait (False: `_woken` answers later). Hands off a file on
+        """Reply now (True), or wait (False: `woken` answers later). Hands off a file on
         disk to aiohttp, which sends it with sendfile."""
         now = self._loop.time()
         reply = self._http.reply_now(request, started, now)
         if isinstance(reply, Waiting):
-            self._wait(head, request, now if started is None else started, reply)
+            self._cancel_head_timer()
+            self._waiting = (head, request, now if started is None else started)
+            self._waiters.add(self, reply)
             return False
         if reply.path is not None:
             self._give_away()
@@ -249,20 +292,10 @@ class FastConnection:
         self._http.account(request, reply, 0 if head.head else len(reply.body))
         return True
 
-    def _wait(self, head: Head, request: HlsRequest, started: float, waiting: Waiting) -> None:
-        self._cancel_head_timer()
-        self._waiting = (head, request, started)
-        self._generation += 1
-        wake = functools.partial(self._woken, self._generation)
-        waiting.changed.add_done_callback(wake)
-        self._wake_handle = self._loop.call_at(waiting.deadline, wake, None)
-
-    def _woken(self, generation: int, _changed: object) -> None:
-        if generation != self._generation or self._waiting is None or self.closed:
+    def woken(self) -> None:
+        """The awaited rendition changed, or the wait's deadline passed: answer again."""
+        if self._waiting is None or self.closed:
             return
-        if self._wake_handle is not None:
-            self._wake_handle.cancel()
-            self._wake_handle = None
         head, request, started = self._waiting
         self._waiting = None
         if self._answer(head, request, started):
@@ -286,9 +319,21 @@ class FastConnection:
 
     def _await_head(self) -> None:
         if not self._buffer:
-            self._idle_timer = self._loop.call_later(self._keepalive_timeout, self._close)
+            self._idle_since = self._loop.time()
+            if self._idle_timer is None:
+                self._idle_timer = self._loop.call_later(self._keepalive_timeout, self._idle)
         elif self._head_timer is None and self._header_timeout > 0:
             self._head_timer = self._loop.call_later(self._header_timeout, self._head_overdue)
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if self.closed or self._idle_since is None:
+            return  # busy: the next idle moment sets the timer again
+        left = self._idle_since + self._keepalive_timeout - self._loop.time()
+        if left > 0:
+            self._idle_timer = self._loop.call_later(left, self._idle)
+        else:
+            self._close()
 
     def _head_overdue(self) -> None:
         self._head_timer = None
@@ -303,12 +348,11 @@ class FastConnection:
 
     def _cancel_timers(self) -> None:
         self._cancel_head_timer()
-        for timer in (self._idle_timer, self._wake_handle):
-            if timer is not None:
-                timer.cancel()
-        self._idle_timer = self._wake_handle = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self._waiting = None
-        self._generation += 1
+        self._waiters.discard(self)
 
     def _close(self) -> None:
         self.closed = True

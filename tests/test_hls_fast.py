@@ -80,6 +80,39 @@ def test_an_incomplete_head_waits_until_it_is_too_long() -> None:
         parse_head(b"GET /live/" + b"a" * (MAX_HEAD + 1))
 
 
+_TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~",
+                 min_size=1, max_size=12)
+_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF,
+                               blacklist_characters="\x7f"), max_size=30)
+_WANTED = ["Accept-Encoding", "If-None-Match", "Range", "User-Agent", "Connection"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(_TOKEN, st.sampled_from(_WANTED)), _VALUE), max_size=8),
+       st.sampled_from(["GET", "HEAD"]), st.booleans())
+def test_well_formed_heads_are_read_as_written(fields: list[tuple[str, str]], method: str,
+                                               shout: bool) -> None:
+    """Any well-formed head: the first of each wanted header is read (names in any case,
+    values stripped of spaces), and one the fast path must not serve is handed off."""
+    lines = [f"{method} /live/cam/source/index.m3u8 HTTP/1.1",
+             *(f"{name.upper() if shout else name}: {value}" for name, value in fields)]
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    first: dict[str, str] = {}
+    for name, value in fields:
+        first.setdefault(name.lower(), value.strip(" \t"))
+    if first.keys() & {"content-length", "transfer-encoding", "upgrade", "expect"}:
+        with pytest.raises(HandOff):
+            parse_head(raw)
+        return
+    head = parse_head(raw)
+    assert head is not None and head.size == len(raw) and head.head == (method == "HEAD")
+    assert head.accept_encoding == first.get("accept-encoding", "")
+    assert head.if_none_match == first.get("if-none-match", "")
+    assert head.range == first.get("range")
+    assert head.user_agent == first.get("user-agent", "")
+    assert head.keep_alive == ("close" not in first.get("connection", "").lower())
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_are_served_waited_for_or_handed_off(raw: bytes) -> None:
