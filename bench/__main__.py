@@ -18,6 +18,7 @@ from . import density as _density  # noqa: F401  (registers density)
 from . import hls_latency as _hls_latency  # noqa: F401  (registers hls-latency)
 from . import ingest as _ingest  # noqa: F401  (registers the ingest benchmark)
 from . import origin_load as _origin_load  # noqa: F401  (registers hls-origin)
+from . import packaging as _packaging  # noqa: F401  (registers packaging)
 from . import transcode as _transcode  # noqa: F401  (registers transcode)
 from .chat import run_chat as _run_chat  # noqa: F401  (registers chat, run last)
 from .servers import machine_load
