@@ -75,3 +75,32 @@ def test_a_mirrored_disk_store_serves_from_memory_and_writes_every_file(tmp_path
     store.delete(SEGMENT)
     assert not (tmp_path / SEGMENT).exists() and store.get(SEGMENT) is None
     assert store.holds_playlists
+
+
+def test_in_memory_a_segment_is_joined_when_first_read() -> None:
+    """Players of LL-HLS read parts: a segment nobody reads is never copied together."""
+    store = MemoryStore()
+    _filled(store)
+    originals = [store.get(key) for key in KEYS]
+    assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+    assert store.size() == sum(map(len, PARTS))  # held once
+    # Not joined yet: the parts still read back as the very buffers they were put as.
+    assert all(store.get(k) is o for k, o in zip(KEYS, originals, strict=True))
+    store.delete(KEYS[0])  # a part that leaves before the segment is read is still in it
+    segment = store.get(SEGMENT)
+    assert segment == b"".join(PARTS) and store.get(SEGMENT) is segment
+    part = store.get(KEYS[1])
+    assert isinstance(part, memoryview) and part.obj is segment and part == PARTS[1]
+    assert store.size() == len(segment)
+    store.delete(SEGMENT)
+    assert store.size() == 0
+
+
+def test_in_memory_a_segment_never_read_is_forgotten_with_its_parts() -> None:
+    store = MemoryStore()
+    _filled(store)
+    store.put_joined(SEGMENT, KEYS)
+    store.delete(SEGMENT)
+    for key in KEYS:
+        store.delete(key)
+    assert store.size() == 0 and store.keys() == []
