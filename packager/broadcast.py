@@ -34,7 +34,7 @@ from typing import Protocol
 
 import av
 
-from golive.hub import LiveStream, Subscription
+from golive.hub import LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.aac_path import AacSidePath
 from golive.packager.config import HlsConfig
@@ -178,32 +178,46 @@ class Broadcast:
             await asyncio.wait([previous])
         settling = TrackSettling()
         try:
-            async for item in subscription:
-                if isinstance(item, Track):
-                    settling.track(item)
-                    self._unpackageable = False  # new configuration: try again
-                    if self.lane.started and self._packaged(settling.tracks) != self._tracks:
-                        self._restart(settling.tracks, "codec change")
-                    continue
-                if self._unpackageable:
-                    self.metrics.dropped_units.labels(self.name).inc()
-                    continue
-                if self.lane.started:
-                    self._feed(item)
-                    continue
-                dropped = settling.dropped
-                settling.hold(item)
-                if settling.dropped != dropped:
-                    self.metrics.dropped_units.labels(self.name).inc()
-                if settling.settled(stream.metadata):
-                    self._start(settling.tracks, discontinuity=reconnect)
-                    for unit in settling.take():
-                        self._feed(unit)
+            # One wake-up per socket read, then whatever that read delivered, without an
+            # async iterator's round trip for each unit.
+            get, get_nowait = subscription.get, subscription.get_nowait
+            while True:
+                item: Track | MediaUnit | None = await get()
+                while item is not None:
+                    self._take(item, settling, stream, reconnect)
+                    item = get_nowait()
+        except StreamEnded:
+            pass
         except Exception:
             log.exception("stream %s: packaging failed; the playlists end here", self.name)
         finally:
             if not self._closed:  # when shutting down, nothing more is listed
                 await self._finish(stream, settling, reconnect)
+
+    def _take(self, item: Track | MediaUnit, settling: TrackSettling, stream: LiveStream,
+              reconnect: bool) -> None:
+        """One item of the publication's flow: a track (settling, or a codec change) or a
+        unit (held until the tracks settle, then packaged)."""
+        if isinstance(item, Track):
+            settling.track(item)
+            self._unpackageable = False  # new configuration: try again
+            if self.lane.started and self._packaged(settling.tracks) != self._tracks:
+                self._restart(settling.tracks, "codec change")
+            return
+        if self._unpackageable:
+            self.metrics.dropped_units.labels(self.name).inc()
+            return
+        if self.lane.started:
+            self._feed(item)
+            return
+        dropped = settling.dropped
+        settling.hold(item)
+        if settling.dropped != dropped:
+            self.metrics.dropped_units.labels(self.name).inc()
+        if settling.settled(stream.metadata):
+            self._start(settling.tracks, discontinuity=reconnect)
+            for unit in settling.take():
+                self._feed(unit)
 
     async def _finish(self, stream: LiveStream, settling: TrackSettling,
                       reconnect: bool) -> None:
