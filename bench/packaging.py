@@ -16,8 +16,9 @@ the server's CPU (% of one core), its busiest thread (golive runs everything on 
 loop, so that thread's share is its headroom), peak and steady RSS, RSS per stream (steady
 RSS less the idle server's, over N) beside the bytes of media the playlists must keep
 available (the window plus what RFC 8216 6.2.2 asks of removed segments: their duration plus
-the playlist's), and whether every stream is being packaged: counted just after the window
-(golive: `/api/streams`, segments listed; nginx-rtmp: its .m3u8 files and their #EXTINFs).
+the playlist's), and whether every stream is being packaged: the segments each playlist
+lists (golive: every stream's source playlist over HTTP after the load; nginx-rtmp: its
+.m3u8 files near the end of the window, before its cleaner removes them).
 
 `run_packaging` is the entry point for other benchmarks (the lead's `capacity`).
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import sys
@@ -35,6 +35,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from golive.ingest.keys import open_mode_name
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .hls import GoliveHls, log
@@ -159,13 +161,17 @@ class Packaged:
     counted: bool = False
 
 
-def count_golive(server: GoliveHls, into: Packaged) -> None:
-    url = f"http://127.0.0.1:{server.http_port}/api/streams"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        streams = json.load(response)["streams"]
-    into.streams = len(streams)
-    for stream in streams:
-        listed = sum(r["segments"] for r in stream["renditions"])
+def count_golive(server: GoliveHls, names: list[str], into: Packaged) -> None:
+    """Each stream's source playlist, read after the load (a broadcast keeps its playlists
+    through the grace period and 60 s after ENDLIST), so no stream is missed for timing."""
+    for name in names:
+        url = f"http://127.0.0.1:{server.http_port}/live/{name}/source/index.m3u8"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                listed = response.read().decode().count("#EXTINF")
+        except OSError:
+            continue
+        into.streams += 1
         into.segments += listed
         into.with_segments += listed > 0
     into.counted = True
@@ -229,16 +235,16 @@ def _one(server: ServerProcess, long: SessionTemplate, publishers: int, rate: fl
     spy = PySpy(server.pid, py_spy) if py_spy and golive else contextlib.nullcontext()
     with ThreadSampler(server.pid) as threads, spy:
         begin = time.monotonic()
-        # Just after the steady window ends (0.5 s before the first publisher is done).
-        count_at = begin + 0.2 + session_seconds - 0.4
-        if isinstance(server, GoliveHls):
-            threads.call_at(count_at, lambda: count_golive(server, packaged))
-        elif isinstance(server, NginxRtmp):
+        # nginx-rtmp's playlists near the end of the steady window.
+        count_at = begin + 0.2 + session_seconds - 1.5
+        if isinstance(server, NginxRtmp):  # (its cleaner removes playlists after the load)
             threads.call_at(count_at, lambda: count_nginx(server, packaged))
         run = run_load_against(
             server, [long], publishers=publishers, block_size=REALTIME_BLOCK, rate=rate,
             duration=session_seconds, ramp=ramp, timeout=session_seconds * 2 + ramp + 60,
             sample=True)
+    if isinstance(server, GoliveHls):
+        count_golive(server, sorted({open_mode_name(r.key) for r in run.records}), packaged)
     last_start = max((r.started for r in run.records), default=0.0)
     first_end = min((r.finished for r in run.records), default=0.0)
     run.window = (last_start + 0.5, max(last_start + 0.5, first_end - 0.5))
