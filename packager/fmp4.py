@@ -205,44 +205,37 @@ class FragmentWriter:
     def fragment(self, sequence: int, units: Iterable[tuple[MediaUnit, int]]) -> bytes:
         """moof (mfhd `sequence`) + mdat of `units` (DTS order within a track); b"" when
         none belongs to a track."""
-        per_track: list[list[tuple[MediaUnit, int]]] = [[] for _ in self._tracks]
-        slot = self._slot
-        for timed in units:
-            i = slot.get(timed[0].kind)
-            if i is not None:
-                per_track[i].append(timed)
-        runs = []  # (track_ID, tfdt, trun flags, sample count, first flags, fields, data)
-        for (_, track_id, timescale, video), samples in zip(self._tracks, per_track,
-                                                           strict=True):
+        units = units if isinstance(units, list) else list(units)
+        runs = []
+        for kind, track_id, timescale, video in self._tracks:
+            samples = [timed for timed in units if timed[0].kind is kind]
             if samples:
                 runs.append(_run(track_id, timescale, video, samples))
         if not runs:
             return b""
         # Sizes first: every trun's data offset counts from the moof's first byte.
-        traf_sizes = [8 + 28 + 20 + 20 + (4 if first is not None else 0)
-                      + 4 * (len(fields) - 3)
-                      for _, _, _, _, first, fields, _ in runs]
-        moof_size = 8 + 16 + sum(traf_sizes)
-        out = [struct.pack(">I4sI4sII", moof_size, b"moof", 16, b"mfhd", 0, sequence)]
+        moof_size = 8 + 16 + sum(run[0] for run in runs)
+        out = [_MOOF_HEAD.pack(moof_size, b"moof", 16, b"mfhd", 0, sequence)]
         offset = moof_size + 8
-        for (track_id, tfdt, flags, count, first, fields, data), traf_size in zip(
-                runs, traf_sizes, strict=True):
-            default_duration, default_size, default_flags = fields[:3]
-            trun_size = traf_size - 8 - 28 - 20
-            out.append(struct.pack(
-                ">I4sI4sIIIIII4sIQI4sIIi", traf_size, b"traf",
-                28, b"tfhd", _TFHD_FLAGS, track_id, default_duration, default_size,
-                default_flags,
-                20, b"tfdt", 1 << 24, tfdt,
-                trun_size, b"trun", flags, count, offset))
+        for traf_size, head, first, table, _, mdat_size in runs:
+            track_id, tfdt, flags, count, defaults = head
+            out.append(_TRAF_HEAD.pack(
+                traf_size, b"traf", 28, b"tfhd", _TFHD_FLAGS, track_id, *defaults,
+                20, b"tfdt", 1 << 24, tfdt, traf_size - 56, b"trun", flags, count, offset))
             if first is not None:
-                out.append(struct.pack(">I", first))
-            out.append(struct.pack(f">{len(fields) - 3}I", *fields[3:]))
-            offset += sum(len(d) for d in data)
-        mdat = [d for *_, data in runs for d in data]
-        out.append(struct.pack(">I4s", 8 + sum(len(d) for d in mdat), b"mdat"))
-        out += mdat
+                out.append(first)
+            out.append(table)
+            offset += mdat_size
+        out.append(struct.pack(">I4s", offset - moof_size, b"mdat"))
+        for run in runs:
+            out += run[4]
         return b"".join(out)
+
+
+_MOOF_HEAD = struct.Struct(">I4sI4sII")
+# traf, tfhd (flags, track_ID, default duration, size, flags), tfdt v1, trun up to its
+# data offset
+_TRAF_HEAD = struct.Struct(">I4sI4sIIIII" "I4sIQ" "I4sIIi")
 
 
 def _rescale(value: int, timescale: int) -> int:
@@ -253,38 +246,61 @@ def _rescale(value: int, timescale: int) -> int:
     return (scaled // 2000) if value >= 0 else -(scaled // 2000)
 
 
-def _run(track_id: int, timescale: int, video: bool,
-         samples: list[tuple[MediaUnit, int]]
-         ) -> tuple[int, int, int, int, int | None, list[int], list[bytes]]:
-    """One track's run: (track_ID, tfdt, trun flags, sample count, first-sample flags or
-    None, [default duration, size, flags, then the per-sample fields], sample data)."""
-    dts = [_rescale(unit.dts, timescale) for unit, _ in samples]
-    cts = [_rescale(unit.pts, timescale) - d for (unit, _), d in zip(samples, dts, strict=True)]
+def _run(track_id: int, timescale: int, video: bool, samples: list[tuple[MediaUnit, int]]
+         ) -> tuple[int, tuple[int, int, int, int, tuple[int, int, int]], bytes | None, bytes,
+                    list[bytes], int]:
+    """One track's run: (traf size, (track_ID, tfdt, trun flags, sample count, tfhd
+    defaults), the first sample's flags packed or None, the per-sample table packed, the
+    samples' data, its size)."""
+    if timescale % 1000 == 0:
+        scale = timescale // 1000
+        dts = [unit.dts * scale for unit, _ in samples]
+        cts = [unit.pts * scale - d for (unit, _), d in zip(samples, dts, strict=True)]
+        last = samples[-1][1] * scale
+    else:
+        dts = [_rescale(unit.dts, timescale) for unit, _ in samples]
+        cts = [_rescale(unit.pts, timescale) - d
+               for (unit, _), d in zip(samples, dts, strict=True)]
+        last = _rescale(samples[-1][1], timescale)
     # movenc: a sample lasts until the next one's DTS; the last until the track's end.
     durations = [b - a for a, b in itertools.pairwise(dts)]
-    durations.append(_rescale(samples[-1][1], timescale))
-    sizes = [len(unit.data) for unit, _ in samples]
+    durations.append(last)
+    data = [unit.data for unit, _ in samples]
+    sizes = [len(d) for d in data]
     flags = [_SYNC if unit.keyframe else _NON_SYNC for unit, _ in samples]
     count = len(samples)
     default_duration, default_size = durations[0], sizes[0]
     # Set from the second sample; a first one that differs says so in the trun.
     default_flags = flags[1] if count > 1 else (_NON_SYNC if video else _SYNC)
     trun = _TRUN_DATA_OFFSET
-    if any(d != default_duration for d in durations):
+    columns = []
+    kinds = ""
+    if durations.count(default_duration) != count:
         trun |= _TRUN_DURATION
-    if any(s != default_size for s in sizes):
+        columns.append(durations)
+        kinds += "I"
+    if sizes.count(default_size) != count:
         trun |= _TRUN_SIZE
-    if any(f != default_flags for f in flags[1:]):
-        trun |= _TRUN_FLAGS
+        columns.append(sizes)
+        kinds += "I"
+    if flags.count(default_flags) != count - (flags[0] != default_flags):
+        trun |= _TRUN_FLAGS  # (a sample after the first differs)
+        columns.append(flags)
+        kinds += "I"
     first = None
     if not trun & _TRUN_FLAGS and flags[0] != default_flags:
         trun |= _TRUN_FIRST_SAMPLE_FLAGS
-        first = flags[0]
+        first = struct.pack(">I", flags[0])
     if any(cts):  # movenc marks a track with composition offsets once a packet has one
         trun |= _TRUN_CTS
-    columns = [c for bit, c in ((_TRUN_DURATION, durations), (_TRUN_SIZE, sizes),
-                                (_TRUN_FLAGS, flags), (_TRUN_CTS, cts)) if trun & bit]
-    fields = [default_duration, default_size, default_flags]
-    for row in zip(*columns, strict=True):
-        fields.extend(v & 0xFFFFFFFF for v in row)  # (a negative offset as movenc writes it)
-    return (track_id, dts[0], trun, count, first, fields, [unit.data for unit, _ in samples])
+        columns.append(cts)
+        kinds += "i"  # (a negative offset, written as movenc does: two's complement)
+    if len(columns) == 1:
+        table = struct.pack(f">{count}{kinds}", *columns[0])
+    else:
+        table = struct.pack(">" + kinds * count, *[v for row in zip(*columns, strict=True)
+                                                       for v in row])
+    traf_size = 8 + 28 + 20 + 20 + (4 if first is not None else 0) + len(table)
+    return (traf_size, (track_id, dts[0], trun, count, (default_duration, default_size,
+                                                       default_flags)),
+            first, table, data, sum(sizes))
