@@ -51,6 +51,10 @@ class Subscription:
         self._skipping = TrackKind.VIDEO in stream.tracks
         self._lagging = False  # skipping because it fell behind (counted), not because new
         self._waiter: asyncio.Future[None] | None = None
+        # Called instead of waking a task, for a consumer that drains the buffer from a
+        # callback (`get_nowait`) rather than awaiting `get`: the packager, whose work per
+        # unit is a few microseconds, and a task wake-up per socket read cost more.
+        self.notify: Callable[[], None] | None = None
         self._closed = False
         self._on_drop = on_drop
 
@@ -91,6 +95,8 @@ class Subscription:
             self._lose(lost)
 
     def _wake(self) -> None:
+        if self.notify is not None:
+            self.notify()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

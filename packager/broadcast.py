@@ -76,6 +76,31 @@ def _call_later(delay: float, callback: Callable[[], None]) -> Timer:
     return asyncio.get_running_loop().call_later(delay, callback)
 
 
+class Drains:
+    """Runs the requested drains once each, soon (`call_soon`): every socket read of every
+    publisher requests its broadcast's drain, and one event-loop iteration's reads are then
+    packaged by one callback. One per packager service (a broadcast alone makes its own)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Callable[[], None], None] = {}  # in the order requested
+        self._scheduled = False
+
+    def request(self, drain: Callable[[], None]) -> None:
+        self._pending[drain] = None
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for drain in pending:
+            try:
+                drain()
+            except Exception:  # (drains report their own failures: this is a last resort)
+                log.exception("packager drain failed")
+
+
 class Broadcast:
     """One stream name's HLS output across publisher reconnects."""
 
@@ -84,8 +109,9 @@ class Broadcast:
                  on_expired: Callable[[Broadcast], None] | None = None,
                  transcoder: Transcoder | None = None,
                  audio: AudioToAac | None = None,
-                 schedule: Schedule = _call_later) -> None:
+                 schedule: Schedule = _call_later, drains: Drains | None = None) -> None:
         self.name = name
+        self._drains = drains if drains is not None else Drains()
         self.config = config
         self.store = store
         self.metrics = metrics
@@ -177,20 +203,31 @@ class Broadcast:
         if previous is not None:  # a takeover: the old publication's units go first
             await asyncio.wait([previous])
         settling = TrackSettling()
-        try:
-            # One wake-up per socket read, then whatever that read delivered, without an
-            # async iterator's round trip for each unit.
-            get, get_nowait = subscription.get, subscription.get_nowait
-            while True:
-                item: Track | MediaUnit | None = await get()
-                while item is not None:
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def drain() -> None:
+            """Package what the buffer holds; the publication's end completes `ended`."""
+            if ended.done() or self._closed:
+                return
+            try:
+                while (item := subscription.get_nowait()) is not None:
                     self._take(item, settling, stream, reconnect)
-                    item = get_nowait()
-        except StreamEnded:
-            pass
+            except StreamEnded:
+                ended.set_result(None)
+            except Exception as exc:
+                ended.set_exception(exc)
+
+        # The task only waits for the end: units are packaged by `drain`, run once per
+        # event-loop iteration for every broadcast whose publisher sent something
+        # (`Drains`), not by a task woken for each socket read.
+        subscription.notify = lambda: self._drains.request(drain)
+        drain()  # what came while the previous publication finished
+        try:
+            await ended
         except Exception:
             log.exception("stream %s: packaging failed; the playlists end here", self.name)
         finally:
+            subscription.notify = None
             if not self._closed:  # when shutting down, nothing more is listed
                 await self._finish(stream, settling, reconnect)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from golive.hub import Hub, LiveStream
 from golive.packager.allocator import tune_allocator
-from golive.packager.broadcast import Broadcast
+from golive.packager.broadcast import Broadcast, Drains
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import DateRange
@@ -50,6 +50,7 @@ class PackagerService:
         self.store = store
         self.metrics = metrics
         self.broadcasts: dict[str, Broadcast] = {}
+        self._drains = Drains()  # one callback per loop iteration packages every broadcast
         self._files = HlsFiles(self.broadcasts.get)
         hub.on_publish(self._on_publish)
         if config.record_dir:
@@ -75,7 +76,8 @@ class PackagerService:
         if broadcast is None:
             broadcast = Broadcast(stream.name, self.config, self.store, self.metrics,
                                   first_sequence=next_sequence, on_expired=self._expired,
-                                  transcoder=self.transcoder, audio=self.audio)
+                                  transcoder=self.transcoder, audio=self.audio,
+                                  drains=self._drains)
             self.broadcasts[stream.name] = broadcast
             self.metrics.broadcasts.set(len(self.broadcasts))
         broadcast.attach(stream)

@@ -271,3 +271,29 @@ async def test_push_counts_units() -> None:
     for unit in gop(0, 3):
         stream.push(unit)
     assert stream.units_in == 6
+
+
+def test_a_notified_subscriber_hears_of_every_push_and_the_end() -> None:
+    """`notify` is called for each item buffered and at the end, so a consumer can drain
+    the buffer from a callback instead of awaiting `get`."""
+    from golive.hub import Hub, StreamEnded
+    from golive.media import MediaUnit, TrackKind
+
+    stream = Hub().start("cam", "127.0.0.1:1")
+    subscription = stream.subscribe("pkg")
+    calls: list[int] = []
+    subscription.notify = lambda: calls.append(subscription.pending)
+    unit = MediaUnit(TrackKind.AUDIO, 0, 0, True, b"x")
+    stream.push(unit)
+    stream.push(unit._replace(dts=21, pts=21))
+    assert calls == [1, 2]
+    assert subscription.get_nowait() == unit
+    stream.end()
+    assert calls[-1] == 1  # the end is told too, with what is still buffered
+    assert subscription.get_nowait() is not None
+    try:
+        subscription.get_nowait()
+    except StreamEnded:
+        pass
+    else:
+        raise AssertionError("no StreamEnded after the last item")
