@@ -92,14 +92,20 @@ class FragmentMuxer:
 
     def mux_part(self, units: Iterable[tuple[MediaUnit, int]]) -> bytes:
         """moof+mdat for these units (DTS order; each with its duration in milliseconds)."""
+        return b"".join(self.mux_part_chunks(units))
+
+    def mux_part_chunks(self, units: Iterable[tuple[MediaUnit, int]]) -> list[bytes]:
+        """`mux_part` as pieces to join (the samples' own bytes among them: `Store.put_chunks`
+        joins them only when the part is read); [] when no unit belongs to a track."""
         if not self._template_streams:
             raise ValueError("the muxer is closed")
         if self._writer is None:
-            return self._mux(units, init=False)
-        data = self._writer.fragment(self._fragments + 1, units)
-        if data:
+            data = self._mux(units, init=False)
+            return [data] if data else []
+        chunks = self._writer.chunks(self._fragments + 1, units)
+        if chunks:
             self._fragments += 1
-        return data
+        return chunks
 
     def _mux(self, units: Iterable[tuple[MediaUnit, int]], init: bool) -> bytes:
         if not self._template_streams:
@@ -205,6 +211,11 @@ class FragmentWriter:
     def fragment(self, sequence: int, units: Iterable[tuple[MediaUnit, int]]) -> bytes:
         """moof (mfhd `sequence`) + mdat of `units` (DTS order within a track); b"" when
         none belongs to a track."""
+        return b"".join(self.chunks(sequence, units))
+
+    def chunks(self, sequence: int, units: Iterable[tuple[MediaUnit, int]]) -> list[bytes]:
+        """`fragment` as the pieces it is the join of: the boxes up to the mdat's payload,
+        then each sample's data, the units' own bytes (nothing copied); [] for none."""
         units = units if isinstance(units, list) else list(units)
         runs = []
         for kind, track_id, timescale, video in self._tracks:
@@ -212,7 +223,7 @@ class FragmentWriter:
             if samples:
                 runs.append(_run(track_id, timescale, video, samples))
         if not runs:
-            return b""
+            return []
         # Sizes first: every trun's data offset counts from the moof's first byte.
         moof_size = 8 + 16 + sum(run[0] for run in runs)
         out = [_MOOF_HEAD.pack(moof_size, b"moof", 16, b"mfhd", 0, sequence)]
@@ -227,9 +238,10 @@ class FragmentWriter:
             out.append(table)
             offset += mdat_size
         out.append(struct.pack(">I4s", offset - moof_size, b"mdat"))
+        pieces = [b"".join(out)]
         for run in runs:
-            out += run[4]
-        return b"".join(out)
+            pieces += run[4]
+        return pieces
 
 
 _MOOF_HEAD = struct.Struct(">I4sI4sII")

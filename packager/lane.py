@@ -111,7 +111,7 @@ class Lane:
         name = rendition.name
         for part in parts:
             try:
-                data = muxer.mux_part(part.units)
+                data = muxer.mux_part_chunks(part.units)  # (joined when first read)
             except av.FFmpegError as exc:
                 self.metrics.mux_errors.labels(self.stream).inc()
                 log.warning("stream %s: %s part at %d ms not muxed: %s", self.stream, name,

@@ -50,6 +50,10 @@ class Store(Protocol):
     holds_playlists: bool  # write playlist files too (for other servers reading the store)
 
     def put(self, key: str, data: bytes) -> None: ...
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        """Store `key` as the join of `chunks` (a part: its moof and its samples' data). In
+        memory the join waits for the first read: the samples are held as ingest made them,
+        and a part nobody reads is never copied."""
     def put_joined(self, key: str, parts: list[str]) -> int:
         """Store `key` as the join of the files `parts` (a segment of its LL-HLS parts), which
         stay readable; the bytes joined. In memory the segment and its parts never hold the
@@ -63,17 +67,35 @@ class Store(Protocol):
 
 
 class _Unjoined:
-    """A segment not read yet: its parts' buffers (the very objects the parts hold), joined
-    on the first read. With LL-HLS most players read parts only, and joining every segment
-    as it completed (a copy of ~0.6 MB at 2.8 Mb/s) was 16% of the event loop with 200
-    publishers and nobody watching (bench/packaging.py)."""
+    """A file held as the buffers it is the join of, joined when first read: a part (its
+    `chunks`: its moof and the samples' data as ingest made them) or a segment (its
+    `members`: each part's key, what that key held, and its length).
 
-    __slots__ = ("chunks", "parts", "size")
+    Most players of LL-HLS read parts only, and nobody reads the streams nobody watches:
+    copying each part's samples together as it was muxed, and each segment's parts as it
+    completed, were 10% and 16% of the event loop with 200 publishers and nobody watching
+    (bench/packaging.py). A part read before its segment is joined gives its pieces up for
+    its joined bytes, which the segment then takes: the bytes are never held twice."""
 
-    def __init__(self, parts: list[str], chunks: list[bytes | memoryview]) -> None:
-        self.parts = parts
+    __slots__ = ("body", "chunks", "members", "size")
+
+    def __init__(self, chunks: list[bytes | memoryview], size: int,
+                 members: tuple[tuple[str, object, int], ...] = ()) -> None:
         self.chunks = chunks
-        self.size = sum(len(c) for c in chunks)
+        self.members = members
+        self.size = size
+        self.body: bytes | None = None  # the join, once read
+
+    def join(self) -> bytes:
+        if not self.members:
+            return b"".join(self.chunks)
+        pieces: list[bytes | memoryview] = []
+        for _, held, _ in self.members:
+            if type(held) is _Unjoined:
+                pieces += held.chunks
+            else:
+                pieces.append(held)  # type: ignore[arg-type]
+        return b"".join(pieces)
 
 
 class MemoryStore:
@@ -93,33 +115,51 @@ class MemoryStore:
         self._files[key] = data
         self._bytes += len(data)
 
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        if not valid_key(key):
+            raise ValueError(f"bad store key {key!r}")
+        self.delete(key)
+        held = _Unjoined(list(chunks), sum(len(c) for c in chunks))
+        self._files[key] = held
+        self._bytes += held.size
+
     def put_joined(self, key: str, parts: list[str]) -> int:
         if not valid_key(key):
             raise ValueError(f"bad store key {key!r}")
-        present = [part for part in parts if part in self._files]  # (deleted ones stay so)
-        chunks = [self._read(part) for part in present]
-        segment = _Unjoined(present, chunks)  # type: ignore[arg-type]
         self.delete(key)
-        # The parts' bytes are counted with the segment from now on: held once.
-        for part in present:
+        members = []
+        for part in parts:
+            held = self._files.get(part)
+            if held is None:  # (a part deleted meanwhile stays deleted)
+                continue
+            length = held.size if type(held) is _Unjoined else len(held)  # type: ignore[arg-type]
+            members.append((part, held, length))
+            # Its bytes are counted with the segment from now on: held once.
             if part not in self._views:
                 self._views.add(part)
-                self._bytes -= len(self._files[part])  # type: ignore[arg-type]
+                self._bytes -= length
+        segment = _Unjoined([], sum(m[2] for m in members), tuple(members))
         self._files[key] = segment
         self._bytes += segment.size
         return segment.size
 
     def _read(self, key: str) -> bytes | memoryview | None:
-        data = self._files.get(key)
-        if type(data) is not _Unjoined:
-            return data  # type: ignore[return-value]
-        body = b"".join(data.chunks)
+        held = self._files.get(key)
+        if type(held) is not _Unjoined:
+            return held
+        body = held.join()
+        held.body = body
+        held.chunks = [body]  # (the pieces go: a segment joined later takes these bytes)
         self._files[key] = body
-        view, offset = memoryview(body), 0
-        for part, chunk in zip(data.parts, data.chunks, strict=True):
-            if self._files.get(part) is chunk:  # (not deleted or replaced meanwhile)
-                self._files[part] = view[offset:offset + len(chunk)]
-            offset += len(chunk)
+        offset, view = 0, memoryview(body)
+        for part, was, length in held.members:
+            now = self._files.get(part)
+            # The part as it was put, or the bytes it was joined into when read: from now
+            # on a view of the segment (not when deleted or replaced meanwhile).
+            if now is not None and (now is was or (type(was) is _Unjoined and now is was.body)):
+                self._files[part] = view[offset:offset + length]
+            offset += length
+        held.members = ()
         return body
 
     def get(self, key: str) -> bytes | None:
@@ -185,6 +225,9 @@ class DiskStore:
             raise
         self._bytes += len(data) - old
 
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        self.put(key, b"".join(chunks))
+
     def put_joined(self, key: str, parts: list[str]) -> int:
         return _put_read_back(self, key, parts)
 
@@ -234,6 +277,11 @@ class MirroredStore:
         self._memory = MemoryStore()
 
     def put(self, key: str, data: bytes) -> None:
+        self._memory.put(key, data)
+        self.inner.put(key, data)
+
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        data = b"".join(chunks)  # (the disk needs the joined bytes now: held once, joined)
         self._memory.put(key, data)
         self.inner.put(key, data)
 
@@ -298,6 +346,9 @@ class FallbackStore:
             self._memory.put(key, data)
         else:
             self._forget(key)  # a newer copy is on disk now
+
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        self.put(key, b"".join(chunks))
 
     def put_joined(self, key: str, parts: list[str]) -> int:
         # Parts held in memory (the disk failed) are joined with those on disk; the segment

@@ -144,3 +144,15 @@ def test_a_keyframe_inside_a_part_stays_in_its_one_fragment() -> None:
     assert data.endswith(b"".join(u.data for u, _ in part if u.kind is TrackKind.VIDEO)
                          + b"".join(u.data for u, _ in part if u.kind is TrackKind.AUDIO))
     muxer.close()
+
+
+def test_chunks_are_the_fragment_with_the_samples_own_bytes() -> None:
+    tracks, units = capture("obs29.0-h264")
+    one, other = FragmentMuxer(tracks), FragmentMuxer(tracks)
+    for part in segmented(units)[:4]:
+        chunks = one.mux_part_chunks(part)
+        assert b"".join(chunks) == other.mux_part(part)
+        samples = chunks[1:]  # after the boxes: each sample's data, not a copy
+        assert len(samples) == len(part)
+        assert all(any(s is u.data for u, _ in part) for s in samples)
+    assert one.mux_part_chunks([]) == []
