@@ -102,6 +102,7 @@ class Segmenter:
         self.part_target_ms = part_target_ms
         self._frame_ms = frame_duration_ms  # nominal duration of one driving unit
         self._deltas: list[int] = []
+        self._learned: float | None = None  # the frame duration, once the 16 deltas are in
         self._part: _OpenPart | None = None
         self._segment_ms = 0  # duration of the open segment's closed parts
         self._segment_forced = False  # the open segment was cut without a keyframe
@@ -372,6 +373,13 @@ class Segmenter:
     def _nominal(self) -> float:
         if self._frame_ms:
             return self._frame_ms
+        if self._learned is None:
+            if len(self._deltas) < 16:
+                return self._measured()
+            self._learned = self._measured()  # no longer learning: once, not every frame
+        return self._learned
+
+    def _measured(self) -> float:
         if self._deltas:
             # Millisecond timestamps make 30 fps deltas 33 or 34: the mean of the deltas near
             # the median is the frame duration, the median alone is a millisecond off.
