@@ -52,8 +52,10 @@ class Subscription:
         self._lagging = False  # skipping because it fell behind (counted), not because new
         self._waiter: asyncio.Future[None] | None = None
         # Called instead of waking a task, for a consumer that drains the buffer from a
-        # callback (`get_nowait`) rather than awaiting `get`: the packager, whose work per
-        # unit is a few microseconds, and a task wake-up per socket read cost more.
+        # callback (`get_nowait`, until empty) rather than awaiting `get`: the packager,
+        # whose work per unit is a few microseconds, and a task wake-up per socket read cost
+        # more. Called when the buffer goes from empty to holding something, after a loss,
+        # and at the end.
         self.notify: Callable[[], None] | None = None
         self._closed = False
         self._on_drop = on_drop
@@ -77,7 +79,10 @@ class Subscription:
         elif len(queue) >= self.capacity:
             self._overflow()  # track changes are never dropped
         queue.append(item)
-        self._wake()
+        # A notified consumer empties the buffer each time it is told, so it needs telling
+        # only when the buffer starts to fill: once per socket read, not once per unit.
+        if self.notify is None or len(queue) == 1:
+            self._wake()
 
     def _overflow(self) -> None:
         """Empty the buffer but for the newest track of each kind; skip to a keyframe."""
