@@ -235,6 +235,9 @@ class Broadcast:
               reconnect: bool) -> None:
         """One item of the publication's flow: a track (settling, or a codec change) or a
         unit (held until the tracks settle, then packaged)."""
+        if type(item) is MediaUnit and self.lane.started and not self._unpackageable:
+            self._feed(item)  # (nearly every item: first)
+            return
         if isinstance(item, Track):
             settling.track(item)
             self._unpackageable = False  # new configuration: try again
@@ -352,10 +355,10 @@ class Broadcast:
         source = self.renditions.source
         version = source.version
         cut = self.lane.push(unit)
-        self.live_edge.measure(source)
         if self.transcoded is not None:
             self.transcoded.source_unit(unit, cut)
-        if source.version != version:
+        if source.version != version:  # a part was listed (not for most units)
+            self.live_edge.measure(source)
             self.renditions.write_changed()
 
     def _flush(self) -> None:
