@@ -87,7 +87,9 @@ class Lane:
             return False
         started = segmenter.segments_started
         jumps = segmenter.jumps
-        self.list(segmenter.push(unit))
+        parts = segmenter.push(unit)
+        if parts:  # (one unit in ~25 completes a part)
+            self.list(parts)
         if segmenter.jumps != jumps:
             self.metrics.discontinuities.labels(self.stream, "timestamp jump").inc()
         return segmenter.segments_started != started

@@ -92,6 +92,7 @@ class Segmenter:
                  frame_duration_ms: float | None = None, part_target_ms: int | None = None,
                  discontinuity: bool = False, keyframes_are_cuts: bool = False) -> None:
         self.config = config
+        self._limit_ms = config.segment_limit_ms  # (a property: asked twice per frame)
         # Every keyframe starts a segment: upstream (the transcoder) placed IDRs exactly at
         # the cut points of another rendition, so this one cuts at the same times.
         self.keyframes_are_cuts = keyframes_are_cuts
@@ -185,7 +186,7 @@ class Segmenter:
                               >= self.config.segment_target_ms - self._nominal() / 2):
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=True, first_in_segment=True)
-        elif segment_ms + estimate > self.config.segment_limit_ms:
+        elif segment_ms + estimate > self._limit_ms:
             self.forced_cuts += 1
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=unit.keyframe, first_in_segment=True,
@@ -272,7 +273,7 @@ class Segmenter:
         part = self._part
         assert part is not None
         room = min(self._part_target() - part.duration_ms,
-                   self.config.segment_limit_ms - self._segment_ms - part.duration_ms)
+                   self._limit_ms - self._segment_ms - part.duration_ms)
         return max(1, min(duration, room))
 
     def _add_video(self, unit: MediaUnit, duration: int) -> None:
