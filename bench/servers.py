@@ -296,30 +296,54 @@ rtmp {{
         application live {{
             live on;
             record off;
-        }}
+{hls}        }}
     }}
 }}
 """
 
 
+# nginx-rtmp's classic HLS (MPEG-TS fragments and playlists written to disk), set like a
+# typical deployment but to golive's own segmenting, so that both package the same: 2 s
+# fragments cut at keyframes (hls_fragment), six of them listed (hls_playlist_length 12s),
+# old fragments removed by the module's cleaner (hls_cleanup, its default).
+NGINX_HLS = """\
+            hls on;
+            hls_path {hls_path};
+            hls_fragment 2s;
+            hls_playlist_length 12s;
+            hls_cleanup on;
+"""
+
+
 class NginxRtmp(ServerProcess):
-    """nginx-rtmp as one process, configured like the issue's reference measurement."""
+    """nginx-rtmp as one process, configured like the issue's reference measurement; with
+    `hls`, packaging every stream to classic HLS in `hls_path` (NGINX_HLS: `<key>.m3u8` and
+    `<key>-N.ts` in a directory of its temporary one)."""
 
     name = "nginx-rtmp"
 
-    def __init__(self, binary: str, startup_timeout: float = 10.0) -> None:
+    def __init__(self, binary: str, startup_timeout: float = 10.0, *, hls: bool = False) -> None:
         self.binary = binary
         self.startup_timeout = startup_timeout
+        self.hls = hls
+        self.hls_path = ""
 
     def __enter__(self) -> NginxRtmp:
         self.dir = tempfile.mkdtemp(prefix="golive-bench-nginx-")
         self._log = tempfile.TemporaryFile(prefix="golive-bench-nginx-log-")
+        hls = ""
+        if self.hls:
+            self.hls_path = os.path.join(self.dir, "hls")
+            os.mkdir(self.hls_path)
+            hls = NGINX_HLS.format(hls_path=self.hls_path)
         try:
             for _attempt in range(3):  # the free port may be taken between bind and listen
                 self.port = free_port()
                 conf = Path(self.dir) / "nginx.conf"
                 conf.write_text(
-                    NGINX_CONF.format(module=NGINX_RTMP_MODULE, dir=self.dir, port=self.port)
+                    NGINX_CONF.format(
+                        module=NGINX_RTMP_MODULE, dir=self.dir, port=self.port, hls=hls
+                    )
                 )
                 self.proc = subprocess.Popen(
                     [self.binary, "-p", self.dir + "/", "-e", "stderr", "-c", str(conf)],

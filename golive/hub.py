@@ -51,6 +51,12 @@ class Subscription:
         self._skipping = TrackKind.VIDEO in stream.tracks
         self._lagging = False  # skipping because it fell behind (counted), not because new
         self._waiter: asyncio.Future[None] | None = None
+        # Called instead of waking a task, for a consumer that drains the buffer from a
+        # callback (`get_nowait`, until empty) rather than awaiting `get`: the packager,
+        # whose work per unit is a few microseconds, and a task wake-up per socket read cost
+        # more. Called when the buffer goes from empty to holding something, after a loss,
+        # and at the end.
+        self.notify: Callable[[], None] | None = None
         self._closed = False
         self._on_drop = on_drop
 
@@ -73,7 +79,22 @@ class Subscription:
         elif len(queue) >= self.capacity:
             self._overflow()  # track changes are never dropped
         queue.append(item)
-        self._wake()
+        # A notified consumer empties the buffer each time it is told, so it needs telling
+        # only when the buffer starts to fill: once per socket read, not once per unit.
+        if self.notify is None or len(queue) == 1:
+            self._wake()
+
+    def _push_all(self, units: list[MediaUnit]) -> None:
+        """`_push` of each, in order; at once when none is skipped nor overflows."""
+        queue = self._queue
+        if self._skipping or len(queue) + len(units) > self.capacity:
+            for unit in units:
+                self._push(unit)
+            return
+        empty = not queue
+        queue.extend(units)
+        if self.notify is None or empty:
+            self._wake()
 
     def _overflow(self) -> None:
         """Empty the buffer but for the newest track of each kind; skip to a keyframe."""
@@ -91,6 +112,8 @@ class Subscription:
             self._lose(lost)
 
     def _wake(self) -> None:
+        if self.notify is not None:
+            self.notify()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -168,6 +191,12 @@ class LiveStream:
         self.units_in += 1
         for subscription in tuple(self._subscribers) if self._subscribers else ():
             subscription._push(unit)
+
+    def push_all(self, units: list[MediaUnit]) -> None:
+        """`push` of each (those one socket read completed), for less than the price."""
+        self.units_in += len(units)
+        for subscription in tuple(self._subscribers) if self._subscribers else ():
+            subscription._push_all(units)
 
     def subscribe(self, name: str, capacity: int = DEFAULT_SUBSCRIBER_CAPACITY) -> Subscription:
         subscription = Subscription(self, name, capacity, self._on_drop)

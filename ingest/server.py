@@ -265,9 +265,13 @@ class RtmpProtocol(asyncio.Protocol):
             self._flush()
 
     def _process(self, events: list[Any], start: int) -> None:
-        """Act on events in order; stops (and pauses reading) at one that must wait."""
+        """Act on events in order; stops (and pauses reading) at one that must wait.
+
+        A read's units go to the hub together (`LiveStream.push_all`), in order, before
+        anything else the read brought is acted on."""
         units = self._units
         stream = self.stream
+        batch: list[MediaUnit] = []
         for index in range(start, len(events)):
             event = events[index]
             if type(event) is MediaUnit:
@@ -276,19 +280,29 @@ class RtmpProtocol(asyncio.Protocol):
                 if event.kind in self._pending_tracks:
                     if event.kind is _VIDEO and not event.keyframe:
                         continue  # a track starts at a keyframe: nothing before it decodes
+                    if batch:
+                        stream.push_all(batch)
+                        batch = []
                     track = self._track_from_headers(event)
                     if track is None:
                         self._wait(self._probe(event), events, index + 1)
                         break
                     self._start_track(track, event)
                     continue
-                stream.push(event)
+                batch.append(event)
                 units[event.kind] += 1
                 continue
+            if batch:
+                assert stream is not None
+                stream.push_all(batch)
+                batch = []
             if self._handle(event):
                 self._wait(self._authorize(event), events, index + 1)
                 break
             stream = self.stream
+        if batch:
+            assert stream is not None
+            stream.push_all(batch)
         self._flush_unit_counts()
         self._flush()
 

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import av
 
-from golive.hub import LiveStream, Subscription
+from golive.hub import LiveStream, StreamEnded, Subscription
 from golive.media import MediaUnit, Track, TrackKind
 from golive.packager.aac_path import AacSidePath
 from golive.packager.config import HlsConfig
@@ -76,6 +76,31 @@ def _call_later(delay: float, callback: Callable[[], None]) -> Timer:
     return asyncio.get_running_loop().call_later(delay, callback)
 
 
+class Drains:
+    """Runs the requested drains once each, soon (`call_soon`): every socket read of every
+    publisher requests its broadcast's drain, and one event-loop iteration's reads are then
+    packaged by one callback. One per packager service (a broadcast alone makes its own)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Callable[[], None], None] = {}  # in the order requested
+        self._scheduled = False
+
+    def request(self, drain: Callable[[], None]) -> None:
+        self._pending[drain] = None
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for drain in pending:
+            try:
+                drain()
+            except Exception:  # (drains report their own failures: this is a last resort)
+                log.exception("packager drain failed")
+
+
 class Broadcast:
     """One stream name's HLS output across publisher reconnects."""
 
@@ -84,8 +109,9 @@ class Broadcast:
                  on_expired: Callable[[Broadcast], None] | None = None,
                  transcoder: Transcoder | None = None,
                  audio: AudioToAac | None = None,
-                 schedule: Schedule = _call_later) -> None:
+                 schedule: Schedule = _call_later, drains: Drains | None = None) -> None:
         self.name = name
+        self._drains = drains if drains is not None else Drains()
         self.config = config
         self.store = store
         self.metrics = metrics
@@ -177,33 +203,61 @@ class Broadcast:
         if previous is not None:  # a takeover: the old publication's units go first
             await asyncio.wait([previous])
         settling = TrackSettling()
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def drain() -> None:
+            """Package what the buffer holds; the publication's end completes `ended`."""
+            if ended.done() or self._closed:
+                return
+            try:
+                while (item := subscription.get_nowait()) is not None:
+                    self._take(item, settling, stream, reconnect)
+            except StreamEnded:
+                ended.set_result(None)
+            except Exception as exc:
+                ended.set_exception(exc)
+
+        # The task only waits for the end: units are packaged by `drain`, run once per
+        # event-loop iteration for every broadcast whose publisher sent something
+        # (`Drains`), not by a task woken for each socket read.
+        subscription.notify = lambda: self._drains.request(drain)
+        drain()  # what came while the previous publication finished
         try:
-            async for item in subscription:
-                if isinstance(item, Track):
-                    settling.track(item)
-                    self._unpackageable = False  # new configuration: try again
-                    if self.lane.started and self._packaged(settling.tracks) != self._tracks:
-                        self._restart(settling.tracks, "codec change")
-                    continue
-                if self._unpackageable:
-                    self.metrics.dropped_units.labels(self.name).inc()
-                    continue
-                if self.lane.started:
-                    self._feed(item)
-                    continue
-                dropped = settling.dropped
-                settling.hold(item)
-                if settling.dropped != dropped:
-                    self.metrics.dropped_units.labels(self.name).inc()
-                if settling.settled(stream.metadata):
-                    self._start(settling.tracks, discontinuity=reconnect)
-                    for unit in settling.take():
-                        self._feed(unit)
+            await ended
         except Exception:
             log.exception("stream %s: packaging failed; the playlists end here", self.name)
         finally:
+            subscription.notify = None
             if not self._closed:  # when shutting down, nothing more is listed
                 await self._finish(stream, settling, reconnect)
+
+    def _take(self, item: Track | MediaUnit, settling: TrackSettling, stream: LiveStream,
+              reconnect: bool) -> None:
+        """One item of the publication's flow: a track (settling, or a codec change) or a
+        unit (held until the tracks settle, then packaged)."""
+        if type(item) is MediaUnit and self.lane.started and not self._unpackageable:
+            self._feed(item)  # (nearly every item: first)
+            return
+        if isinstance(item, Track):
+            settling.track(item)
+            self._unpackageable = False  # new configuration: try again
+            if self.lane.started and self._packaged(settling.tracks) != self._tracks:
+                self._restart(settling.tracks, "codec change")
+            return
+        if self._unpackageable:
+            self.metrics.dropped_units.labels(self.name).inc()
+            return
+        if self.lane.started:
+            self._feed(item)
+            return
+        dropped = settling.dropped
+        settling.hold(item)
+        if settling.dropped != dropped:
+            self.metrics.dropped_units.labels(self.name).inc()
+        if settling.settled(stream.metadata):
+            self._start(settling.tracks, discontinuity=reconnect)
+            for unit in settling.take():
+                self._feed(unit)
 
     async def _finish(self, stream: LiveStream, settling: TrackSettling,
                       reconnect: bool) -> None:
@@ -301,10 +355,10 @@ class Broadcast:
         source = self.renditions.source
         version = source.version
         cut = self.lane.push(unit)
-        self.live_edge.measure(source)
         if self.transcoded is not None:
             self.transcoded.source_unit(unit, cut)
-        if source.version != version:
+        if source.version != version:  # a part was listed (not for most units)
+            self.live_edge.measure(source)
             self.renditions.write_changed()
 
     def _flush(self) -> None:

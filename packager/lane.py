@@ -87,7 +87,9 @@ class Lane:
             return False
         started = segmenter.segments_started
         jumps = segmenter.jumps
-        self.list(segmenter.push(unit))
+        parts = segmenter.push(unit)
+        if parts:  # (one unit in ~25 completes a part)
+            self.list(parts)
         if segmenter.jumps != jumps:
             self.metrics.discontinuities.labels(self.stream, "timestamp jump").inc()
         return segmenter.segments_started != started
@@ -111,7 +113,7 @@ class Lane:
         name = rendition.name
         for part in parts:
             try:
-                data = muxer.mux_part(part.units)
+                data = muxer.mux_part_chunks(part.units)  # (joined when first read)
             except av.FFmpegError as exc:
                 self.metrics.mux_errors.labels(self.stream).inc()
                 log.warning("stream %s: %s part at %d ms not muxed: %s", self.stream, name,

@@ -107,10 +107,11 @@ class Rendition:
         """The next segment follows a discontinuity (reconnect, timestamp jump, new codec)."""
         self._pending_discontinuity = True
 
-    def add_part(self, data: bytes, duration_ms: int, independent: bool, first_in_segment: bool,
-                 last_in_segment: bool, end_media_ms: int, now: float | None = None,
-                 program_date_time: float | None = None) -> None:
-        """`program_date_time`: the date of a segment this part starts, when another
+    def add_part(self, data: bytes | list[bytes], duration_ms: int, independent: bool,
+                 first_in_segment: bool, last_in_segment: bool, end_media_ms: int,
+                 now: float | None = None, program_date_time: float | None = None) -> None:
+        """`data`: the part's bytes, or the pieces they are the join of (`Store.put_chunks`).
+        `program_date_time`: the date of a segment this part starts, when another
         rendition already dated the same media (else it follows this rendition's own)."""
         now = time.time() if now is None else now
         if first_in_segment or self.open is None:
@@ -126,11 +127,16 @@ class Rendition:
             self.next_sequence += 1
         segment = self.open
         uri = part_uri(segment.sequence, len(segment.parts))
-        self.store.put(self.prefix + uri, data)
+        if isinstance(data, list):
+            self.store.put_chunks(self.prefix + uri, data)
+            size = sum(len(chunk) for chunk in data)
+        else:
+            self.store.put(self.prefix + uri, data)
+            size = len(data)
         segment.parts.append(PartEntry(uri, duration_ms / 1000, independent))
-        segment.part_bytes.append(len(data))
+        segment.part_bytes.append(size)
         segment.duration_ms += duration_ms
-        segment.size += len(data)
+        segment.size += size
         self.last_media_ms = end_media_ms
         if last_in_segment:
             self._close_segment(now)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golive.hub import Hub, LiveStream
-from golive.packager.broadcast import Broadcast
+from golive.packager.allocator import tune_allocator
+from golive.packager.broadcast import Broadcast, Drains
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
 from golive.packager.playlist import DateRange
@@ -40,6 +41,9 @@ class PackagerService:
                  audio: AudioToAac | None = None,
                  forget_stream: Callable[[str], None] = lambda stream: None) -> None:
         self.config = config
+        # Media buffers are reused in place rather than given back and faulted in again
+        # (`allocator.py`): process-wide, so set by the service that holds the media.
+        tune_allocator()
         # Removes every stage's metric series of a stream whose broadcast is over for good.
         self._forget_stream = forget_stream
         self.transcoder = transcoder
@@ -47,6 +51,7 @@ class PackagerService:
         self.store = store
         self.metrics = metrics
         self.broadcasts: dict[str, Broadcast] = {}
+        self._drains = Drains()  # one callback per loop iteration packages every broadcast
         self._files = HlsFiles(self.broadcasts.get)
         hub.on_publish(self._on_publish)
         if config.record_dir:
@@ -72,7 +77,8 @@ class PackagerService:
         if broadcast is None:
             broadcast = Broadcast(stream.name, self.config, self.store, self.metrics,
                                   first_sequence=next_sequence, on_expired=self._expired,
-                                  transcoder=self.transcoder, audio=self.audio)
+                                  transcoder=self.transcoder, audio=self.audio,
+                                  drains=self._drains)
             self.broadcasts[stream.name] = broadcast
             self.metrics.broadcasts.set(len(self.broadcasts))
         broadcast.attach(stream)

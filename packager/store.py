@@ -50,15 +50,52 @@ class Store(Protocol):
     holds_playlists: bool  # write playlist files too (for other servers reading the store)
 
     def put(self, key: str, data: bytes) -> None: ...
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        """Store `key` as the join of `chunks` (a part: its moof and its samples' data). In
+        memory the join waits for the first read: the samples are held as ingest made them,
+        and a part nobody reads is never copied."""
     def put_joined(self, key: str, parts: list[str]) -> int:
         """Store `key` as the join of the files `parts` (a segment of its LL-HLS parts), which
-        stay readable; the bytes joined. In memory the parts then become views of the joined
-        buffer, so a segment and its parts never hold the same bytes twice."""
+        stay readable; the bytes joined. In memory the segment and its parts never hold the
+        same bytes twice: the segment is joined when first read, and the parts then become
+        views of the joined buffer."""
     def get(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
     def size(self) -> int: ...
     def path(self, key: str) -> Path | None:
         """The file holding `key`, if the store keeps files and it exists (for sendfile)."""
+
+
+class _Unjoined:
+    """A file held as the buffers it is the join of, joined when first read: a part (its
+    `chunks`: its moof and the samples' data as ingest made them) or a segment (its
+    `members`: each part's key, what that key held, and its length).
+
+    Most players of LL-HLS read parts only, and nobody reads the streams nobody watches:
+    copying each part's samples together as it was muxed, and each segment's parts as it
+    completed, were 10% and 16% of the event loop with 200 publishers and nobody watching
+    (bench/packaging.py). A part read before its segment is joined gives its pieces up for
+    its joined bytes, which the segment then takes: the bytes are never held twice."""
+
+    __slots__ = ("body", "chunks", "members", "size")
+
+    def __init__(self, chunks: list[bytes | memoryview], size: int,
+                 members: tuple[tuple[str, object, int], ...] = ()) -> None:
+        self.chunks = chunks
+        self.members = members
+        self.size = size
+        self.body: bytes | None = None  # the join, once read
+
+    def join(self) -> bytes:
+        if not self.members:
+            return b"".join(self.chunks)
+        pieces: list[bytes | memoryview] = []
+        for _, held, _ in self.members:
+            if type(held) is _Unjoined:
+                pieces += held.chunks
+            else:
+                pieces.append(held)  # type: ignore[arg-type]
+        return b"".join(pieces)
 
 
 class MemoryStore:
@@ -67,8 +104,8 @@ class MemoryStore:
     holds_playlists = False
 
     def __init__(self) -> None:
-        self._files: dict[str, bytes | memoryview] = {}
-        self._views: set[str] = set()  # keys holding a view of another key's bytes
+        self._files: dict[str, bytes | memoryview | _Unjoined] = {}
+        self._views: set[str] = set()  # keys holding (a view of) another key's bytes
         self._bytes = 0  # held, counting each buffer once
 
     def put(self, key: str, data: bytes) -> None:
@@ -78,25 +115,59 @@ class MemoryStore:
         self._files[key] = data
         self._bytes += len(data)
 
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        if not valid_key(key):
+            raise ValueError(f"bad store key {key!r}")
+        self.delete(key)
+        held = _Unjoined(list(chunks), sum(len(c) for c in chunks))
+        self._files[key] = held
+        self._bytes += held.size
+
     def put_joined(self, key: str, parts: list[str]) -> int:
-        chunks = [self._files.get(part, b"") for part in parts]
-        body = b"".join(chunks)
-        self.put(key, body)
-        view, offset = memoryview(body), 0
-        for part, chunk in zip(parts, chunks, strict=True):
-            if part in self._files:  # (a part deleted meanwhile stays deleted)
-                self.delete(part)
-                self._files[part] = view[offset:offset + len(chunk)]
+        if not valid_key(key):
+            raise ValueError(f"bad store key {key!r}")
+        self.delete(key)
+        members = []
+        for part in parts:
+            held = self._files.get(part)
+            if held is None:  # (a part deleted meanwhile stays deleted)
+                continue
+            length = held.size if type(held) is _Unjoined else len(held)  # type: ignore[arg-type]
+            members.append((part, held, length))
+            # Its bytes are counted with the segment from now on: held once.
+            if part not in self._views:
                 self._views.add(part)
-            offset += len(chunk)
-        return len(body)
+                self._bytes -= length
+        segment = _Unjoined([], sum(m[2] for m in members), tuple(members))
+        self._files[key] = segment
+        self._bytes += segment.size
+        return segment.size
+
+    def _read(self, key: str) -> bytes | memoryview | None:
+        held = self._files.get(key)
+        if type(held) is not _Unjoined:
+            return held
+        body = held.join()
+        held.body = body
+        held.chunks = [body]  # (the pieces go: a segment joined later takes these bytes)
+        self._files[key] = body
+        offset, view = 0, memoryview(body)
+        for part, was, length in held.members:
+            now = self._files.get(part)
+            # The part as it was put, or the bytes it was joined into when read: from now
+            # on a view of the segment (not when deleted or replaced meanwhile).
+            if now is not None and (now is was or (type(was) is _Unjoined and now is was.body)):
+                self._files[part] = view[offset:offset + length]
+            offset += length
+        held.members = ()
+        return body
 
     def get(self, key: str) -> bytes | None:
         if not valid_key(key):
             return None
         # A view is bytes-like: the origin sends it as it is (no copy); len() and slicing
         # for ranges work the same.
-        return self._files.get(key)  # type: ignore[return-value]
+        return self._read(key)  # type: ignore[return-value]
 
     def delete(self, key: str) -> None:
         old = self._files.pop(key, None)
@@ -107,7 +178,7 @@ class MemoryStore:
             # of them does; parts outlive their segment by a few seconds at most).
             self._views.discard(key)
         else:
-            self._bytes -= len(old)
+            self._bytes -= old.size if type(old) is _Unjoined else len(old)  # type: ignore[arg-type]
 
     def size(self) -> int:
         return self._bytes
@@ -153,6 +224,9 @@ class DiskStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         self._bytes += len(data) - old
+
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        self.put(key, b"".join(chunks))
 
     def put_joined(self, key: str, parts: list[str]) -> int:
         return _put_read_back(self, key, parts)
@@ -203,6 +277,11 @@ class MirroredStore:
         self._memory = MemoryStore()
 
     def put(self, key: str, data: bytes) -> None:
+        self._memory.put(key, data)
+        self.inner.put(key, data)
+
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        data = b"".join(chunks)  # (the disk needs the joined bytes now: held once, joined)
         self._memory.put(key, data)
         self.inner.put(key, data)
 
@@ -267,6 +346,9 @@ class FallbackStore:
             self._memory.put(key, data)
         else:
             self._forget(key)  # a newer copy is on disk now
+
+    def put_chunks(self, key: str, chunks: list[bytes]) -> None:
+        self.put(key, b"".join(chunks))
 
     def put_joined(self, key: str, parts: list[str]) -> int:
         # Parts held in memory (the disk failed) are joined with those on disk; the segment

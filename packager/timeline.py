@@ -92,6 +92,7 @@ class Segmenter:
                  frame_duration_ms: float | None = None, part_target_ms: int | None = None,
                  discontinuity: bool = False, keyframes_are_cuts: bool = False) -> None:
         self.config = config
+        self._limit_ms = config.segment_limit_ms  # (a property: asked twice per frame)
         # Every keyframe starts a segment: upstream (the transcoder) placed IDRs exactly at
         # the cut points of another rendition, so this one cuts at the same times.
         self.keyframes_are_cuts = keyframes_are_cuts
@@ -102,6 +103,7 @@ class Segmenter:
         self.part_target_ms = part_target_ms
         self._frame_ms = frame_duration_ms  # nominal duration of one driving unit
         self._deltas: list[int] = []
+        self._learned: float | None = None  # the frame duration, once the 16 deltas are in
         self._part: _OpenPart | None = None
         self._segment_ms = 0  # duration of the open segment's closed parts
         self._segment_forced = False  # the open segment was cut without a keyframe
@@ -184,7 +186,7 @@ class Segmenter:
                               >= self.config.segment_target_ms - self._nominal() / 2):
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=True, first_in_segment=True)
-        elif segment_ms + estimate > self.config.segment_limit_ms:
+        elif segment_ms + estimate > self._limit_ms:
             self.forced_cuts += 1
             self._close_part(last_in_segment=True)
             self._open_part(unit.dts, independent=unit.keyframe, first_in_segment=True,
@@ -271,7 +273,7 @@ class Segmenter:
         part = self._part
         assert part is not None
         room = min(self._part_target() - part.duration_ms,
-                   self.config.segment_limit_ms - self._segment_ms - part.duration_ms)
+                   self._limit_ms - self._segment_ms - part.duration_ms)
         return max(1, min(duration, room))
 
     def _add_video(self, unit: MediaUnit, duration: int) -> None:
@@ -372,6 +374,13 @@ class Segmenter:
     def _nominal(self) -> float:
         if self._frame_ms:
             return self._frame_ms
+        if self._learned is None:
+            if len(self._deltas) < 16:
+                return self._measured()
+            self._learned = self._measured()  # no longer learning: once, not every frame
+        return self._learned
+
+    def _measured(self) -> float:
         if self._deltas:
             # Millisecond timestamps make 30 fps deltas 33 or 34: the mean of the deltas near
             # the median is the frame duration, the median alone is a millisecond off.

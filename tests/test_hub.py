@@ -271,3 +271,66 @@ async def test_push_counts_units() -> None:
     for unit in gop(0, 3):
         stream.push(unit)
     assert stream.units_in == 6
+
+
+def test_a_notified_subscriber_hears_of_every_push_and_the_end() -> None:
+    """`notify` is called when the buffer starts to fill and at the end, so a consumer that
+    empties it from a callback instead of awaiting `get` hears of every item."""
+    from golive.hub import Hub, StreamEnded
+    from golive.media import MediaUnit, TrackKind
+
+    stream = Hub().start("cam", "127.0.0.1:1")
+    subscription = stream.subscribe("pkg")
+    calls: list[int] = []
+    subscription.notify = lambda: calls.append(subscription.pending)
+    unit = MediaUnit(TrackKind.AUDIO, 0, 0, True, b"x")
+    stream.push(unit)
+    stream.push(unit._replace(dts=21, pts=21))
+    assert calls == [1]  # (the second came while the first was still buffered)
+    assert subscription.get_nowait() == unit
+    assert subscription.get_nowait() is not None and subscription.get_nowait() is None
+    stream.push(unit._replace(dts=42, pts=42))
+    assert calls == [1, 1]  # emptied, then filling again
+    stream.end()
+    assert calls == [1, 1, 1]  # the end is told too, with what is still buffered
+    assert subscription.get_nowait() is not None
+    try:
+        subscription.get_nowait()
+    except StreamEnded:
+        pass
+    else:
+        raise AssertionError("no StreamEnded after the last item")
+
+
+def test_push_all_is_push_of_each() -> None:
+    """A read's units pushed together reach every subscriber as pushed one by one: a
+    subscriber waiting for a keyframe skips what comes before it, a full one overflows."""
+    from golive.hub import Hub
+    from golive.media import MediaUnit, Track, TrackKind
+
+    video = Track(TrackKind.VIDEO, "h264", b"\x01")
+    frames = [MediaUnit(TrackKind.VIDEO, i * 40, i * 40, i % 5 == 3, bytes([i]))
+              for i in range(12)]
+
+    def received(push_all: bool) -> list[list[int]]:
+        stream = Hub().start("cam", "127.0.0.1:1")
+        stream.set_track(video)
+        subscriptions = [stream.subscribe("a"), stream.subscribe("b", capacity=4)]
+        if push_all:
+            stream.push_all(frames[:6])
+            stream.push_all(frames[6:])
+        else:
+            for frame in frames:
+                stream.push(frame)
+        out = []
+        for subscription in subscriptions:
+            items = []
+            while (item := subscription.get_nowait()) is not None:
+                if type(item) is MediaUnit:
+                    items.append(item.dts)
+            out.append(items)
+        assert stream.units_in == len(frames)
+        return out
+
+    assert received(push_all=True) == received(push_all=False)
+    assert received(push_all=True)[0][0] == 120  # from the first keyframe (frame 3)

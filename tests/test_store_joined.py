@@ -75,3 +75,64 @@ def test_a_mirrored_disk_store_serves_from_memory_and_writes_every_file(tmp_path
     store.delete(SEGMENT)
     assert not (tmp_path / SEGMENT).exists() and store.get(SEGMENT) is None
     assert store.holds_playlists
+
+
+def test_in_memory_a_segment_is_joined_when_first_read() -> None:
+    """Players of LL-HLS read parts: a segment nobody reads is never copied together."""
+    store = MemoryStore()
+    _filled(store)
+    originals = [store.get(key) for key in KEYS]
+    assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+    assert store.size() == sum(map(len, PARTS))  # held once
+    # Not joined yet: the parts still read back as the very buffers they were put as.
+    assert all(store.get(k) is o for k, o in zip(KEYS, originals, strict=True))
+    store.delete(KEYS[0])  # a part that leaves before the segment is read is still in it
+    segment = store.get(SEGMENT)
+    assert segment == b"".join(PARTS) and store.get(SEGMENT) is segment
+    part = store.get(KEYS[1])
+    assert isinstance(part, memoryview) and part.obj is segment and part == PARTS[1]
+    assert store.size() == len(segment)
+    store.delete(SEGMENT)
+    assert store.size() == 0
+
+
+def test_in_memory_a_segment_never_read_is_forgotten_with_its_parts() -> None:
+    store = MemoryStore()
+    _filled(store)
+    store.put_joined(SEGMENT, KEYS)
+    store.delete(SEGMENT)
+    for key in KEYS:
+        store.delete(key)
+    assert store.size() == 0 and store.keys() == []
+
+
+def test_in_memory_a_part_of_pieces_is_joined_when_read_and_given_to_its_segment() -> None:
+    """A part put as its pieces (moof, samples) is joined on its first read; a segment read
+    later joins the parts' joined bytes, and the part becomes a view of the segment: no
+    byte is held twice at any point."""
+    store = MemoryStore()
+    pieces = [[data[:7], data[7:50], data[50:]] for data in PARTS]
+    for key, chunks in zip(KEYS, pieces, strict=True):
+        store.put_chunks(key, chunks)
+    assert store.size() == sum(map(len, PARTS))
+    assert store.put_joined(SEGMENT, KEYS) == sum(map(len, PARTS))
+    assert store.size() == sum(map(len, PARTS))
+    first = store.get(KEYS[0])  # read before the segment: joined alone
+    assert first == PARTS[0] and isinstance(first, bytes)
+    assert store.get(KEYS[0]) is first  # (once)
+    segment = store.get(SEGMENT)
+    assert segment == b"".join(PARTS)
+    for key, data in zip(KEYS, PARTS, strict=True):
+        part = store.get(key)
+        assert isinstance(part, memoryview) and part.obj is segment and part == data
+    assert store.size() == len(segment)
+
+
+def test_every_store_takes_a_part_as_pieces(tmp_path: Path) -> None:
+    for store in (MemoryStore(), DiskStore(tmp_path / "disk"),
+                  FallbackStore(DiskStore(tmp_path / "fb")),
+                  MirroredStore(FallbackStore(DiskStore(tmp_path / "mirror")))):
+        store.put_chunks(KEYS[0], [b"moof", b"-", b"mdat"])
+        assert store.get(KEYS[0]) == b"moof-mdat"
+        store.put_chunks(KEYS[1], [])
+        assert store.get(KEYS[1]) == b""
