@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from golive import process_metrics
+from golive.allocator import tune_allocator
 from golive.chat.metrics import ChatMetrics
 from golive.chat.records import TimelineRecord
 from golive.chat.service import ChatService
@@ -123,6 +124,9 @@ class Server:
         self.packager_metrics.store_write_errors.labels(stream, operation).inc()
 
     async def start(self) -> None:
+        # Media buffers are reused in place rather than given back and faulted in again
+        # (allocator.py): a setting of the whole process, so made by what runs it.
+        tune_allocator()
         await self.ingest.start()
         if self.chat is not None:
             if self.config.state_dir:  # chat history, bans, the ledger: kept across restarts

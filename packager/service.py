@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from golive.hub import Hub, LiveStream
-from golive.packager.allocator import tune_allocator
 from golive.packager.broadcast import Broadcast, Drains
 from golive.packager.config import HlsConfig
 from golive.packager.metrics import PackagerMetrics
@@ -41,9 +40,6 @@ class PackagerService:
                  audio: AudioToAac | None = None,
                  forget_stream: Callable[[str], None] = lambda stream: None) -> None:
         self.config = config
-        # Media buffers are reused in place rather than given back and faulted in again
-        # (`allocator.py`): process-wide, so set by the service that holds the media.
-        tune_allocator()
         # Removes every stage's metric series of a stream whose broadcast is over for good.
         self._forget_stream = forget_stream
         self.transcoder = transcoder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from golive.packager.allocator import tune_allocator
+from golive.allocator import tune_allocator
 
 
 def test_tuning_applies_on_glibc_and_repeats_harmlessly() -> None:

@@ -19,7 +19,7 @@ import ctypes
 import logging
 import platform
 
-log = logging.getLogger("golive.packager")
+log = logging.getLogger("golive")
 
 # mallopt(3) parameters
 _M_TRIM_THRESHOLD = -1
