@@ -21,6 +21,22 @@ up to a few frames before its presentation time, so the figure is a little conse
 Beside it, what hls.js says of itself (`hls.latency`: its live edge estimate minus
 currentTime), `waiting` events (stalls), level switches and dropped frames.
 
+What hls.js (1.7) targets, from its latency-controller: `hls.latency` is its live edge
+estimate (the playlist's last part end + the playlist's age) minus currentTime, and its
+target is PART-HOLD-BACK in low-latency mode (HOLD-BACK otherwise), replaced by
+liveSyncDuration(Count) when the page sets one, plus liveSyncOnStallIncrease per stall (for
+the rest of the session). It starts at that target, but lands later by however long start-up
+took, and it plays faster (maxLiveSyncPlaybackRate) only with more than 1 s buffered ahead:
+at sub-second targets never, so it stayed late, or after a stall sped up to about 1.3 s and
+no further. The watch page therefore catches up itself (origin/player.py, followLiveEdge).
+liveMaxLatencyDuration near the target (a seek to the edge when behind) made it seek, stall
+and seek again: dozens of stalls a minute.
+
+`python -m bench.glass --sweep` measures the trade-off table (part target, hold-back, hls.js
+alone). The default run also goes through golive's default ladder (the page picks a level;
+on loopback it plays the top one); `rVFC` callbacks can miss a frame when the page's main
+thread is busy, so "skipped" counts frames not seen, not necessarily not shown.
+
 Another benchmark can measure against its own golive and publisher: publish
 `stamped_clip()` with `bench.hls.publish` into it, then `await measure_glass(http_url,
 stream, seconds, publication)`.
@@ -230,6 +246,7 @@ class GlassResult:
     stalls: int = 0  # `waiting` events after the warm-up
     level_switches: int = 0  # changes of hls.currentLevel after the warm-up
     levels: list[int] = field(default_factory=list)  # heights of the levels played
+    offered: list[int] = field(default_factory=list)  # heights of the levels in the master
     dropped: int = 0  # getVideoPlaybackQuality's dropped frames (whole page)
     fast: float = 0.0  # share of frames presented at playbackRate > 1 (catching up)
     target_latency: float | None = None  # hls.targetLatency at the end
@@ -253,8 +270,9 @@ class GlassResult:
             f"{highest:.3f}; hls.latency p50 {self.hls_median():.3f} (target {target}); "
             f"{self.presented} frames presented ({self.unreadable} unreadable, "
             f"{self.unmatched} unmatched, {self.skipped} skipped, {self.dropped} dropped), "
-            f"{self.stalls} stalls, {self.level_switches} level switches (heights "
-            f"{sorted(set(self.levels))}), {self.fast * 100:.0f}% of frames at rate > 1"
+            f"{self.stalls} stalls, {self.level_switches} level switches (played "
+            f"{sorted(set(self.levels))} of {sorted(self.offered)}), "
+            f"{self.fast * 100:.0f}% of frames at rate > 1"
             + (f", fatal {self.fatal}" if self.fatal else "")
             + (f", errors {sorted(set(self.errors))}" if self.errors else "")
         )
@@ -289,7 +307,7 @@ def judge(page: dict[str, Any], sent: dict[int, list[float]], warm_up: float, lo
     frames = page["frames"]
     result = GlassResult(dropped=page.get("dropped") or 0, errors=page.get("errors", []),
                          fatal=page.get("fatal"), target_latency=page.get("targetLatency"),
-                         console=page.get("console", []))
+                         console=page.get("console", []), offered=page.get("levels", []))
     if not frames:
         return result
     start_ms = frames[0][1] + warm_up * 1000
@@ -406,14 +424,20 @@ def default_setups() -> list[Setup]:
     return [Setup("defaults")]
 
 
+HLS_JS_ALONE = {"maxLiveSyncPlaybackRate": 1.5, "liveSyncOnStallIncrease": 1}
+"""The watch page before bench.glass: hls.js's own catch-up (which the page's then leaves
+alone) and its default target raise per stall."""
+
+
 def sweep() -> list[Setup]:
-    """The trade-off table: part targets, then hls.js's target latency (liveSyncDuration,
-    which takes the place of PART-HOLD-BACK in hls.js's target) at the part target chosen."""
+    """The trade-off table: the part target (PART-HOLD-BACK is 3 parts) with the watch page
+    as it is; hls.js alone at two of them; a hold-back of 2 parts (hls.js's liveSyncDuration
+    takes the place of PART-HOLD-BACK in its target)."""
     setups = [Setup(f"part{p:g}", {"part_target": p}) for p in (0.2, 0.25, 0.333, 0.5)]
-    for part, holds in ((0.2, (0.4, 0.6)), (0.25, (0.5, 0.75)), (0.333, (0.667,))):
-        setups += [Setup(f"part{part:g}-sync{h:g}", {"part_target": part},
-                         player={"liveSyncDuration": h, "liveMaxLatencyDuration": h + 1.5})
-                   for h in holds]
+    setups += [Setup(f"part{p:g}-hlsjs-alone", {"part_target": p}, player=HLS_JS_ALONE)
+               for p in (0.25, 0.333)]
+    setups.append(Setup("part0.25-hold2", {"part_target": 0.25},
+                        player={"liveSyncDuration": 0.48}))
     return setups
 
 
