@@ -237,6 +237,8 @@ class GlassResult:
     """What one watch page showed, after its warm-up."""
 
     latencies: list[float] = field(default_factory=list)  # glass-to-glass per frame, s
+    moments: list[float] = field(default_factory=list)  # when each was presented (s, wall)
+    stall_moments: list[float] = field(default_factory=list)  # `waiting` events (s, wall)
     hls_latencies: list[float] = field(default_factory=list)  # hls.latency at those frames
     indices: list[int] = field(default_factory=list)  # the stamps read, in presented order
     presented: int = 0  # frames presented after the warm-up
@@ -260,6 +262,21 @@ class GlassResult:
     def hls_median(self) -> float:
         return statistics.median(self.hls_latencies) if self.hls_latencies else math.nan
 
+    def by_minute(self) -> str:
+        """Median glass-to-glass per minute and the minutes' stalls, for long runs: does the
+        latency creep up with each stall (hls.js raises its target per stall)?"""
+        if not self.moments or self.moments[-1] - self.moments[0] < 120:
+            return ""
+        first = self.moments[0]
+        minutes: dict[int, list[float]] = defaultdict(list)
+        for moment, latency in zip(self.moments, self.latencies, strict=True):
+            minutes[int((moment - first) // 60)].append(latency)
+        stalls = [int((m - first) // 60) for m in self.stall_moments]
+        return "; per minute: " + ", ".join(
+            f"{statistics.median(v):.2f}" + (f" ({stalls.count(k)} stalls)" if k in stalls
+                                             else "")
+            for k, v in sorted(minutes.items()))
+
     def summary(self) -> str:
         p50, p95 = percentiles(self.latencies)
         lowest = min(self.latencies, default=math.nan)
@@ -275,6 +292,7 @@ class GlassResult:
             f"{self.fast * 100:.0f}% of frames at rate > 1"
             + (f", fatal {self.fatal}" if self.fatal else "")
             + (f", errors {sorted(set(self.errors))}" if self.errors else "")
+            + self.by_minute()
         )
 
 
@@ -313,7 +331,8 @@ def judge(page: dict[str, Any], sent: dict[int, list[float]], warm_up: float, lo
     start_ms = frames[0][1] + warm_up * 1000
     window = [f for f in frames if f[1] >= start_ms]
     result.presented = len(window)
-    result.stalls = sum(1 for moment in page.get("waiting", []) if moment >= start_ms)
+    result.stall_moments = [m / 1000 for m in page.get("waiting", []) if m >= start_ms]
+    result.stalls = len(result.stall_moments)
     previous_level, previous_index, fast, unread = None, None, 0, 0
     for index, presented_ms, _media, level, height, hls_latency, rate in window:
         if level is not None and level >= 0:
@@ -338,6 +357,7 @@ def judge(page: dict[str, Any], sent: dict[int, list[float]], warm_up: float, lo
         previous_index, unread = index, 0
         result.indices.append(index)
         result.latencies.append(presented - times[at - 1])
+        result.moments.append(presented)
         if hls_latency:
             result.hls_latencies.append(hls_latency)
     result.fast = fast / len(window) if window else 0.0
@@ -402,7 +422,8 @@ async def run_setup(setup: Setup, seconds: float, warm_up: float) -> tuple[Glass
                                          seconds, publication, media=media, warm_up=warm_up,
                                          hls_config=setup.player)
             elapsed = time.monotonic() - began
-            load = (f"golive {(golive.cpu() - cpu_before) / elapsed * 100:.0f}% of a core, "
+            load = (f"golive main process {(golive.cpu() - cpu_before) / elapsed * 100:.0f}% "
+                    "of a core (the ladder runs in its workers), "
                     f"machine {(machine_cpu() - busy_before) / elapsed:.2f} of "
                     f"{os.cpu_count()} cores busy (browser, golive, publisher and others), "
                     f"publisher max lag {publication.max_lag * 1e3:.0f} ms")
