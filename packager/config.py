@@ -15,11 +15,11 @@ from golive.errors import raise_problems
 @dataclass(frozen=True)
 class HlsConfig:
     segment_target: float = 2.0  # seconds; segments cut at the first keyframe past it
-    # seconds, parts rounded to whole frames (0.24 s at 25 fps, PART-TARGET 0.25). PART-HOLD-
-    # BACK is 3 part targets (RFC 8216bis: at least 2, 3 advised), where the watch page holds
-    # hls.js: glass-to-glass (bench/glass.py, loopback, Chromium) 0.05 s past it. 0.25: 0.75 s
-    # held back, 0.8 s glass-to-glass, ~8 requests/s per viewer; 0.2: 0.65 s but 10/s and
-    # 0.15 s less buffer against a stall; 0.333 (0.32 s parts): 1.0 s, 6/s; 0.5: 1.5 s.
+    # seconds, rounded to whole frames (0.24 s at 25 fps). PART-HOLD-BACK is 3 parts (RFC
+    # 8216bis: at least 2, 3 advised), and the watch page holds hls.js there: glass-to-glass
+    # (bench/glass.py, loopback, Chromium) ~0.04 s past it. 0.25: 0.72 s held back, 0.8 s
+    # glass-to-glass, ~8 requests/s per viewer; 0.2: 0.64 s but 10/s and 0.2 s less buffer
+    # against a stall; 0.333: 1.0 s, 6/s.
     part_target: float = 0.25
     low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
     window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
