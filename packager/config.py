@@ -15,12 +15,9 @@ from golive.errors import raise_problems
 @dataclass(frozen=True)
 class HlsConfig:
     segment_target: float = 2.0  # seconds; segments cut at the first keyframe past it
-    # seconds, rounded to whole frames (0.24 s at 25 fps). PART-HOLD-BACK is 3 parts (RFC
-    # 8216bis: at least 2, 3 advised), and the watch page holds hls.js there: glass-to-glass
-    # (bench/glass.py, loopback, Chromium) ~0.04 s past it. 0.25: 0.72 s held back, 0.8 s
-    # glass-to-glass, ~8 requests/s per viewer; 0.2: 0.64 s but 10/s and 0.2 s less buffer
-    # against a stall; 0.333: 1.0 s, 6/s.
-    part_target: float = 0.25
+    # seconds, rounded to whole frames. hls.js (LL mode, loopback) plays 1.29 s behind live at
+    # 0.333, 0.93-1.08 s at 0.2 (but ~10 requests/s per viewer), 1.50 s at 0.5; no stalls.
+    part_target: float = 0.333
     low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
     window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
     grace_period: float = 10.0  # seconds a dropped publisher may reconnect into the playlist

@@ -74,7 +74,7 @@ async def test_master_media_and_segment_answers(live: Live) -> None:
     playlist = await live.files.file("show", "source")
     assert playlist.kind == "playlist" and playlist.waited is None
     assert playlist.text is live.broadcast.source.text()  # the same object while unchanged
-    assert playlist.max_age == 0  # half a 1/4 s part, rounded down
+    assert playlist.max_age == 0  # half a 1/3 s part, rounded down
     first = live.broadcast.source.segments[0]
     segment = await live.files.file("show", "source", first.uri)
     assert (segment.kind, segment.max_age, segment.content_type) == ("segment", None,
