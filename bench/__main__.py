@@ -15,6 +15,7 @@ import traceback
 
 from . import BENCHMARKS, Options, Row, exit_on_sigterm, format_table
 from . import density as _density  # noqa: F401  (registers density)
+from . import glass as _glass  # noqa: F401  (registers glass)
 from . import hls_latency as _hls_latency  # noqa: F401  (registers hls-latency)
 from . import ingest as _ingest  # noqa: F401  (registers the ingest benchmark)
 from . import origin_load as _origin_load  # noqa: F401  (registers hls-origin)

@@ -95,12 +95,39 @@ SCRIPT = """\
     }
     return;
   }
+  // Measured with bench/glass.py (glass-to-glass, read from the frames): hls.js targets the
+  // playlist's PART-HOLD-BACK behind its live edge estimate, and lands later than that when
+  // start-up takes time. Its own catch-up (maxLiveSyncPlaybackRate) only runs with more than
+  // 1 s buffered ahead, never the case at a sub-second target, so a late start stayed late
+  // (1.3 s at 0.32 s parts): the page catches up itself (followLiveEdge below) and hls.js
+  // leaves the rate alone. Each stall raises hls.js's target by liveSyncOnStallIncrease for
+  // the rest of the session; 1 s (its default) for one start-up hiccup doubled the latency.
   const config = {
     lowLatencyMode: state.lowLatency,
     liveDurationInfinity: true,
     backBufferLength: 30,
-    maxLiveSyncPlaybackRate: 1.5,  // catch up with the live edge after a stall
+    maxLiveSyncPlaybackRate: 1,
+    liveSyncOnStallIncrease: 0.25,
   };
+  // The rate: hls.js's own curve of the distance to the target (1.05 at 0.15 s, 1.2 at
+  // 0.5 s, 1.5 from 1.5 s: a long stall is made up in seconds, not minutes), from 1.05.
+  const MAX_RATE = 1.5;
+  const BEHIND = 0.15, CAUGHT_UP = 0.05;  // seconds past the target: start, stop
+  const KEEP_AHEAD = 0.4;  // seconds buffered ahead below which the page never speeds up
+  const catchUpRate = (behind) =>
+    Math.min(MAX_RATE, Math.max(1.05, Math.round(40 / (1 + Math.exp(-0.75 * behind))) / 20));
+  const followLiveEdge = () => {
+    if (!hls || !state.lowLatency || video.paused || hls.targetLatency === null) return;
+    if (hls.config.maxLiveSyncPlaybackRate !== 1) return;  // hls.js's own catch-up is on
+    const ranges = video.buffered;
+    const ahead = ranges.length ? ranges.end(ranges.length - 1) - video.currentTime : 0;
+    const behind = hls.latency - hls.targetLatency;
+    const fast = video.playbackRate > 1;
+    const catchUp = ahead > KEEP_AHEAD && behind > (fast ? CAUGHT_UP : BEHIND);
+    const rate = catchUp ? catchUpRate(behind) : 1;
+    if (video.playbackRate !== rate) video.playbackRate = rate;
+  };
+  video.addEventListener("timeupdate", followLiveEdge);
   let hls = null;
   let recoveredAt = 0;
   const start = () => {

@@ -15,8 +15,12 @@ from golive.errors import raise_problems
 @dataclass(frozen=True)
 class HlsConfig:
     segment_target: float = 2.0  # seconds; segments cut at the first keyframe past it
-    # seconds, rounded to whole frames. hls.js (LL mode, loopback) plays 1.29 s behind live at
-    # 0.333, 0.93-1.08 s at 0.2 (but ~10 requests/s per viewer), 1.50 s at 0.5; no stalls.
+    # seconds, rounded to whole frames (0.32 s at 25 fps); PART-HOLD-BACK is 3 part targets
+    # (RFC 8216bis: at least 2, 3 advised), and the watch page holds hls.js there. Glass-to-
+    # glass in it (bench/glass.py, loopback, Chromium): 1.03 s at 0.333 (~6 requests/s per
+    # viewer), 0.8 s at 0.25 (8/s), 0.65 s at 0.2 (10/s), 1.5 s at 0.5. Over 10 minutes on a
+    # busy 2-core machine 0.25 stalled 7 and 18 times, 0.333 six times in its first minute
+    # and then never (hls.js holds 0.25 s more per stall): the larger buffer is kept.
     part_target: float = 0.333
     low_latency: bool = True  # list LL-HLS parts, preload hints and blocking reload
     window_segments: int = 6  # segments listed in a live playlist (never fewer than six)
