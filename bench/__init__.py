@@ -60,20 +60,23 @@ class Benchmark:
     run: Callable[[Options], list[Row]]
     description: str = ""
     reference: str = ""  # what the "reference" column measures, e.g. "nginx-rtmp"
+    in_full_run: bool = True  # False: only when named (`--only`): it repeats others' runs
 
 
 BENCHMARKS: list[Benchmark] = []
 
 
 def benchmark(
-    name: str, description: str = "", reference: str = ""
+    name: str, description: str = "", reference: str = "", *, in_full_run: bool = True
 ) -> Callable[[Callable[[Options], list[Row]]], Callable[[Options], list[Row]]]:
-    """Register a benchmark function under `name` (the order of registration is run order)."""
+    """Register a benchmark function under `name` (the order of registration is run order);
+    `in_full_run` False: run only when named, as a benchmark made of the others is."""
 
     def register(fn: Callable[[Options], list[Row]]) -> Callable[[Options], list[Row]]:
         if any(b.name == name for b in BENCHMARKS):
             raise ValueError(f"benchmark {name!r} registered twice")
-        BENCHMARKS.append(Benchmark(name, fn, description or (fn.__doc__ or "").strip(), reference))
+        BENCHMARKS.append(Benchmark(name, fn, description or (fn.__doc__ or "").strip(),
+                                    reference, in_full_run))
         return fn
 
     return register
