@@ -48,7 +48,7 @@ from .servers import NginxRtmp, ServerProcess, machine_load, nginx_rtmp_availabl
 
 CAPTURE = "obs29.0-h264"  # the issue's publisher: OBS 29, 720p H.264 + AAC, 2.76 Mb/s
 CONNECT_RATE = 100.0  # publishers connecting per second (encoders back after a restart)
-GOLIVE_ARGS = ("--open", "--no-transcode", "--no-admin-listener")  # (admin: not measured)
+GOLIVE_ARGS = ("--open", "--no-transcode")  # (GoliveHls gives the admin a port of its own)
 # What the playlists must keep available, in seconds of media: golive's defaults (six
 # segments of ~2 s listed) and RFC 8216 6.2.2's retention of a removed segment (its duration
 # plus the longest playlist that listed it), like `Rendition._slide`.
