@@ -22,7 +22,7 @@ from aiohttp import web
 
 from golive.origin.config import HttpConfig
 from golive.origin.hls import HLS_HTTP, ORIGIN_METRICS, HlsHttp
-from golive.origin.hls_fast import FastConnection, Waiters
+from golive.origin.hls_fast import FastConnection, ReplyCache, Waiters
 from golive.origin.metrics import HEADER_TIMEOUT, PER_ADDRESS_LIMIT, OriginMetrics
 
 log = logging.getLogger("golive.origin")
@@ -40,6 +40,7 @@ class ConnectionGuard:
         self.keepalive_timeout = config.keepalive_timeout
         self.fast_hls = fast_hls  # the HLS fast path's replies (None: aiohttp for all)
         self.fast_waiters = Waiters()
+        self.fast_cache = ReplyCache()
         self.max_per_address = config.max_connections_per_address
         self.metrics = metrics
         self._open: Counter[str] = Counter()
@@ -114,7 +115,8 @@ class GuardedRequestHandler(web.RequestHandler):
             # while the fast path serves it: the fast path keeps its own until a hand-off.
             self.keep_alive(True)
             self._fast = FastConnection(
-                guard.fast_hls, guard.fast_waiters, cast(asyncio.Transport, transport),
+                guard.fast_hls, guard.fast_waiters, guard.fast_cache,
+                cast(asyncio.Transport, transport),
                 self._address or "",
                 self._hand_off, header_timeout=guard.header_timeout,
                 keepalive_timeout=guard.keepalive_timeout,

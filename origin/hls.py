@@ -11,6 +11,7 @@ aiohttp serves, and files on disk, which aiohttp sends with sendfile), and the H
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gzip
 import hashlib
@@ -82,6 +83,7 @@ class Reply:
     kind: str | None = None
     path: Path | None = None
     waited: float | None = None  # seconds the request blocked (as `HlsFile.waited`)
+    changed: asyncio.Future[None] | None = None  # a playlist's: done once it is outdated
 
 
 @functools.lru_cache(maxsize=1024)
@@ -139,17 +141,19 @@ class HlsHttp:
             reply = playlist_reply(answer, request.accept_encoding, request.if_none_match)
         else:
             reply = media_reply(answer, request.range)
-        reply.waited = answer.waited
+        reply.waited, reply.changed = answer.waited, answer.changed
         return reply
 
     async def reply(self, request: HlsRequest) -> Reply:
         """The reply, once any wait HLS allows this request is over."""
         return await answered(lambda started, now: self.reply_now(request, started, now))
 
-    def account(self, request: HlsRequest, reply: Reply, sent: int) -> None:
+    def account(self, request: HlsRequest, reply: Reply, sent: int,
+                address: str | None = None) -> None:
         """Count a reply that was sent: its body bytes (`sent`), the playlist request and
-        its wait, and its client as a viewer — for a playlist unless the stream or
-        rendition does not exist (a 404 is not a viewer), for media only when it was sent."""
+        its wait, and its client (`address`, else the request's) as a viewer — for a
+        playlist unless the stream or rendition does not exist (a 404 is not a viewer), for
+        media only when it was sent."""
         if reply.kind is not None:
             self._sent[reply.kind].inc(sent)
         kind = request.playlist
@@ -161,7 +165,8 @@ class HlsHttp:
             self._playlists[kind, request.msn is not None or request.part is not None].inc()
         elif reply.status >= 400:
             return
-        self.viewers.saw(request.stream, request.address, request.user_agent)
+        self.viewers.saw(request.stream, request.address if address is None else address,
+                         request.user_agent)
 
     def count_status(self, status: int) -> None:
         """A response's status, for the driver that has no middleware counting it."""

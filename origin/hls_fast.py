@@ -27,6 +27,7 @@ two drivers), and everything else goes to aiohttp untouched:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import functools
 import re
@@ -214,15 +215,68 @@ class Waiters:
                          if self._deadlines else None)
 
 
+@dataclass(slots=True)
+class _Sent:
+    """A reply as it went out, to send again for the same request head."""
+
+    chunks: list[bytes | memoryview]
+    request: HlsRequest
+    reply: Reply
+    sent: int  # body bytes
+    keep_alive: bool
+    expires: float  # loop time
+
+
+class ReplyCache:
+    """The bytes last sent for a request head, sent as they are for the same head (from any
+    connection) for up to `TTL` seconds: a crowd asks for the same parts, and for the same
+    next playlist, with the same headers. A playlist's entry also ends when the playlist
+    changes (its change future is done); parts and segments never change. The bytes are the
+    store's own (no copy), so the cache holds at most `SIZE` heads and, for `TTL` seconds,
+    a file the store has just let go. Each hit is counted like any reply (metrics, the
+    viewer estimate, for the connection that asked)."""
+
+    TTL = 0.5  # seconds (the Date header in the cached bytes is at most that old)
+    SIZE = 1024  # heads
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, _Sent] = {}
+
+    def get(self, head: bytes, now: float) -> _Sent | None:
+        entry = self._entries.get(head)
+        if entry is None:
+            return None
+        changed = entry.reply.changed
+        if now >= entry.expires or (changed is not None and changed.done()):
+            del self._entries[head]
+            return None
+        return entry
+
+    def put(self, head: bytes, request: HlsRequest, reply: Reply,
+            chunks: list[bytes | memoryview], sent: int, keep_alive: bool,
+            now: float) -> None:
+        if reply.status not in (200, 206, 304):
+            return  # errors are not worth it, and a 503's wait must not be skipped
+        if len(self._entries) >= self.SIZE:
+            del self._entries[next(iter(self._entries))]  # the oldest
+        # Sent again, it is an answer that did not wait: a blocking reload's wait is 0.
+        again = dataclasses.replace(reply, waited=0.0 if reply.waited is not None
+                                    and request.playlist is not None else None)
+        self._entries[head] = _Sent(chunks, request, again, sent, keep_alive,
+                                    now + self.TTL)
+
+
 class FastConnection:
     """One connection's fast path. `hand_off(data)` gives the connection, and `data` (the
     bytes from the request aiohttp is to handle on), to aiohttp's protocol."""
 
-    def __init__(self, http: HlsHttp, waiters: Waiters, transport: asyncio.Transport,
-                 address: str, hand_off: Callable[[bytes], None], *, header_timeout: float,
+    def __init__(self, http: HlsHttp, waiters: Waiters, cache: ReplyCache,
+                 transport: asyncio.Transport, address: str,
+                 hand_off: Callable[[bytes], None], *, header_timeout: float,
                  keepalive_timeout: float, on_header_timeout: Callable[[], None]) -> None:
         self._http = http
         self._waiters = waiters
+        self._cache = cache
         self._transport = transport
         self._address = address
         self._hand_off = hand_off
@@ -255,6 +309,8 @@ class FastConnection:
         while not self.closed and self._waiting is None:
             if self._transport.get_write_buffer_size() > WRITE_BUFFER:
                 return
+            if self._send_again():
+                continue
             try:
                 head = parse_head(self._buffer)
                 if head is None:
@@ -271,6 +327,24 @@ class FastConnection:
                 self._close()
                 return
 
+    def _send_again(self) -> bool:
+        """Answer the next request from the cache if its head is there (True)."""
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        key = bytes(self._buffer[:end + 4])
+        entry = self._cache.get(key, self._loop.time())
+        if entry is None:
+            return False
+        self._cancel_head_timer()
+        self._transport.writelines(entry.chunks)
+        self._http.count_status(entry.reply.status)
+        self._http.account(entry.request, entry.reply, entry.sent, self._address)
+        del self._buffer[:end + 4]
+        if not entry.keep_alive:
+            self._close()
+        return not self.closed
+
     def _answer(self, head: Head, request: HlsRequest, started: float | None) -> bool:
         """Reply now (True), or wait (False: `woken` answers later). Hands off a file on
         disk to aiohttp, which sends it with sendfile."""
@@ -285,11 +359,14 @@ class FastConnection:
             self._give_away()
             return False
         self._cancel_head_timer()
+        chunks = serialize(reply, head_only=head.head, keep_alive=head.keep_alive)
         # One writev for head and body (uvloop sends what it is given together at once).
-        self._transport.writelines(serialize(reply, head_only=head.head,
-                                             keep_alive=head.keep_alive))
+        self._transport.writelines(chunks)
+        sent = 0 if head.head else len(reply.body)
         self._http.count_status(reply.status)
-        self._http.account(request, reply, 0 if head.head else len(reply.body))
+        self._http.account(request, reply, sent)
+        self._cache.put(bytes(self._buffer[:head.size]), request, reply, chunks, sent,
+                        head.keep_alive, now)
         return True
 
     def woken(self) -> None:
@@ -298,6 +375,9 @@ class FastConnection:
             return
         head, request, started = self._waiting
         self._waiting = None
+        if self._send_again():  # another waiter with the same request was answered first
+            self._serve()
+            return
         if self._answer(head, request, started):
             del self._buffer[:head.size]
             if not head.keep_alive:

@@ -48,6 +48,8 @@ class HlsFile:
     path: Path | None = None
     max_age: int | None = None  # seconds a cache may keep it; None: immutable
     waited: float | None = None  # seconds the request blocked for it; None: it did not
+    # A media playlist's: done when the playlist changes (until then this answer stands).
+    changed: asyncio.Future[None] | None = None
 
 
 class HlsError(Exception):
@@ -238,7 +240,7 @@ def _media_playlist(rendition: Rendition, msn_text: str | None, part_text: str |
         if _before_first_segment(rendition) and (wait := _wait(rendition, started, now)):
             return wait
         return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(),
-                       max_age=_live_max_age(rendition))
+                       max_age=_live_max_age(rendition), changed=rendition.next_change())
     msn, part = _blocking_target(rendition, msn_text, part_text)
     waited = 0.0 if started is None else now - started
     if not rendition.has(msn, part) and not rendition.ended:
@@ -249,7 +251,8 @@ def _media_playlist(rendition: Rendition, msn_text: str | None, part_text: str |
         raise error
     # The answer to "at least msn/part" stays correct: a CDN may keep it a while.
     return HlsFile("playlist", PLAYLIST_TYPE, text=rendition.text(), waited=waited,
-                   max_age=_live_max_age(rendition, rendition.target_duration))
+                   max_age=_live_max_age(rendition, rendition.target_duration),
+                   changed=rendition.next_change())
 
 
 def _blocking_target(rendition: Rendition, msn_text: str | None,

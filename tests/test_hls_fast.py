@@ -371,3 +371,27 @@ async def test_a_client_that_does_not_read_stops_being_read(
     assert (await other.get(f"/live/{NAME}/source/index.m3u8"))[0] == 200
     other.close()
     writer.close()
+
+
+async def test_a_reply_sent_again_is_never_outdated(live: tuple[Server, RawPublisher]) -> None:
+    """The same head from another connection gets the bytes already sent (counted again),
+    until the playlist changes: then the new playlist."""
+    server, publisher = live
+    playlist = f"/live/{NAME}/source/index.m3u8"
+    first, second = await Connection.open(server), await Connection.open(server)
+    before = await first.get(playlist)
+    again = await second.get(playlist)
+    assert before[2] == again[2] and before[1]["date"] == again[1]["date"]
+    source = server.packager.get(NAME).source
+    version = source.version
+    await publisher.send_tags(FlvTag(t.type, t.timestamp + 4000, t.body)
+                              for t in encode_clip(4.0, 320, 240).media_tags
+                              if t.timestamp < 500)
+    await eventually(lambda: source.version != version, what="a new part")
+    after = await second.get(playlist)
+    assert after[2] != before[2] and after[2] == source.text().encode()
+    first.close()
+    second.close()
+    metrics = await scrape(server)
+    assert metrics.count("golive_http_playlist_requests_total", kind="media",
+                         blocking="no") >= 3
