@@ -228,15 +228,23 @@ async def _origin(golive: GoliveHls, seconds: float, warmup_segments: int,
                 listing = parse_playlist(await _playlist(session, playlist_url))
                 files = [("segment", f"seg-{listing.segments[-1]}.m4s"),
                          ("part", "part-{}.{}.m4s".format(*listing.parts[-1]))]
-                for _, name in files if not golive.disk else ():
-                    path = Path(www) / STREAM / "source" / name  # (the store's layout)
+                # nginx's copies: in memory mode of every file, on disk of the part, which
+                # golive deletes (with the playlist's parts) within seconds, sooner than a
+                # load ends; golive's own copy lives a little longer, and a 404 is an error.
+                copies = {}
+                for kind, name in files:
+                    if golive.disk and kind != "part":
+                        continue
+                    copies[name] = name if not golive.disk else f"kept-{name}"
+                    path = Path(www) / STREAM / "source" / copies[name]  # (the store's layout)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(await _fetch(session, golive.base_url + name))
                 for kind, name in files:
                     for server, base in servers:
-                        size = len(await _fetch(session, base + name))
+                        url = base + (name if server is golive else copies.get(name, name))
+                        size = len(await _fetch(session, url))
                         load = await asyncio.to_thread(
-                            measure, server, f"{kind}-{store}", base + name, seconds, {})
+                            measure, server, f"{kind}-{store}", url, seconds, {})
                         load.what = f"{kind}-{store} ({size / MB:.2f} MB)"
                         loads.append(load)
             if playlists:
