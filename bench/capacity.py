@@ -33,7 +33,7 @@ from .viewers import rows as viewer_rows
 from .viewers import run_viewers, start_viewers
 
 PUBLISHERS, QUICK_PUBLISHERS = 200, 20
-PACKAGING_SECONDS, QUICK_PACKAGING_SECONDS = 20.0, 6.0
+PACKAGING_SECONDS, QUICK_PACKAGING_SECONDS = 45.0, 6.0  # (45: ~18 s with the retention full)
 VIEWER_COUNTS = (1000, 1500, 2000, 2500)
 LADDER_COUNTS = (500, 1000, 1500)
 QUICK_VIEWER_COUNTS = (200,)
