@@ -49,7 +49,6 @@ import asyncio
 import bisect
 import contextlib
 import functools
-import io
 import json
 import math
 import os
@@ -58,29 +57,21 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .hls import (
-    AAC_FRAME,
     FPS,
-    GOP,
-    LOOP_MS,
-    SAMPLE_RATE,
     SECRET,
     STREAM,
-    VIDEO_BITRATE,
     Clip,
     GoliveHls,
     Publication,
-    _parse_flv,
-    _pictures,
+    encode_clip,
     log,
     percentiles,
     publish,
@@ -162,47 +153,11 @@ def read_stamp(luma: np.ndarray) -> int | None:
 # ---- the stamped clip --------------------------------------------------------------------
 
 
-def _tone(samples: int) -> av.AudioFrame:
-    t = (np.arange(AAC_FRAME) + samples) / SAMPLE_RATE
-    tone = (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
-    pcm = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-    pcm.sample_rate, pcm.pts, pcm.time_base = SAMPLE_RATE, samples, Fraction(1, SAMPLE_RATE)
-    return pcm
-
-
 @functools.lru_cache(maxsize=1)
 def stamped_clip(width: int = 1280, height: int = 720) -> Clip:
     """`bench.hls.clip()` with every frame stamped with its index in the loop (0-399): the
     same 16 s loop, x264 veryfast with B-frames at ~2.5 Mb/s, a 2 s GOP, AAC."""
-    pictures, source = _pictures(width, height)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flv") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.bit_rate = VIDEO_BITRATE
-        video.options = {"preset": "veryfast", "g": str(GOP), "keyint_min": str(GOP),
-                         "sc_threshold": "0", "maxrate": "3000k", "bufsize": "3000k"}
-        audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-        samples = 0
-        for i in range(LOOP_MS * FPS // 1000):
-            frame = av.VideoFrame.from_ndarray(stamp(pictures[i % len(pictures)], i),
-                                               format="yuv420p")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for packet in video.encode(frame):
-                container.mux(packet)
-            while samples < (i + 1) * SAMPLE_RATE // FPS:
-                for packet in audio.encode(_tone(samples)):
-                    container.mux(packet)
-                samples += AAC_FRAME
-        for stream in (video, audio):
-            for packet in stream.encode(None):
-                container.mux(packet)
-    tags = _parse_flv(buffer.getvalue())
-    headers = tuple(t for t in tags if t.type == 18 or (t.type in (8, 9) and t.body[1] == 0))
-    media = tuple(
-        t for t in tags if t.type in (8, 9) and t.body[1] == 1 and 0 <= t.timestamp < LOOP_MS
-    )
-    return Clip(headers, media, f"{source}, stamped", sum(len(t.body) for t in media))
+    return encode_clip(width, height, stamp, ", stamped")
 
 
 def presentation_indices(media: Clip) -> list[int]:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -105,6 +106,13 @@ def _pictures(width: int, height: int) -> tuple[list[np.ndarray], str]:
 
 @functools.lru_cache(maxsize=1)
 def clip(width: int = 1280, height: int = 720) -> Clip:
+    return encode_clip(width, height)
+
+
+def encode_clip(width: int, height: int,
+                picture: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                label: str = "") -> Clip:
+    """The clip; `picture(yuv, i)` changes frame i first (bench.glass stamps its index)."""
     pictures, source = _pictures(width, height)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="flv") as container:
@@ -123,7 +131,9 @@ def clip(width: int = 1280, height: int = 720) -> Clip:
         audio = container.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
         samples = 0
         for i in range(LOOP_MS * FPS // 1000):
-            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="yuv420p")
+            yuv = pictures[i % len(pictures)]
+            frame = av.VideoFrame.from_ndarray(picture(yuv, i) if picture else yuv,
+                                               format="yuv420p")
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -146,7 +156,7 @@ def clip(width: int = 1280, height: int = 720) -> Clip:
     media = tuple(
         t for t in tags if t.type in (8, 9) and t.body[1] == 1 and 0 <= t.timestamp < LOOP_MS
     )
-    return Clip(headers, media, source, sum(len(t.body) for t in media))
+    return Clip(headers, media, source + label, sum(len(t.body) for t in media))
 
 
 # ---- the real-time publisher -------------------------------------------------------------

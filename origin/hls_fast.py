@@ -15,9 +15,11 @@ two drivers), and everything else goes to aiohttp untouched:
   for the rest of the connection's life: aiohttp has seen none of the bytes before, so it
   parses that request as if it were the first.
 - Blocking reloads and preload-hinted parts wait on the rendition's shared change future,
-  with no task per waiter (`hls.HlsHttp.reply_now`, driven by callbacks).
-- One request at a time per connection (HTTP/1.1 pipelining is answered in order); reading
-  pauses while the socket's send buffer is over its high-water mark, so a client that does
+  with no task, callback or timer per waiter (`Waiters`).
+- The bytes sent for a request head are sent again for the same head (`ReplyCache`): a
+  crowd asks for the same parts and the same next playlist, with the same headers.
+- One request at a time per connection (HTTP/1.1 pipelining is answered in order); no
+  request is read or answered while the socket's send buffer is full, so a client that does
   not read cannot make the origin buffer without bound.
 - The same connection limits as aiohttp's side (`connections.GuardedRequestHandler` owns
   this object): a request head must be complete within `header_timeout` of its first
