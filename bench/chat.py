@@ -55,6 +55,7 @@ from .servers import (
     REPO,
     CpuSampler,
     die_with_parent,
+    end_child,
     machine_load,
 )
 
@@ -130,15 +131,7 @@ class Generator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 10)
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._log is not None:
-            self._log.close()
+        await end_child(self.proc, self._log)
 
     @property
     def pid(self) -> int:

@@ -8,6 +8,8 @@ exception, terminates the process (then kills it if it lingers) and removes its 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -370,3 +372,16 @@ class NginxRtmp(ServerProcess):
                     return True
             time.sleep(0.05)
         return False
+
+
+async def end_child(proc: asyncio.subprocess.Process | None, log: IO[bytes] | None) -> None:
+    """Stop a load generator's process (SIGTERM, then SIGKILL after 10 s) and close its log."""
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if log is not None:
+        log.close()

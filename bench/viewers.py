@@ -45,7 +45,15 @@ import aiohttp
 from . import Options, Row, benchmark, exit_on_sigterm, format_table
 from .density import tree_cpu
 from .hls import HLS_ONLY, SECRET, STREAM, Clip, GoliveHls, Publication, clip, log, publish
-from .servers import REPO, die_with_parent, machine_cpu, machine_load, process_cpu, thread_cpu
+from .servers import (
+    REPO,
+    die_with_parent,
+    end_child,
+    machine_cpu,
+    machine_load,
+    process_cpu,
+    thread_cpu,
+)
 from .transcode import LADDER
 from .viewer_load import parse_master, parse_media
 
@@ -99,15 +107,7 @@ class ViewerLoad:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 10)
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._log is not None:
-            self._log.close()
+        await end_child(self.proc, self._log)
 
     def log(self, limit: int = 3000) -> str:
         if self._log is None:
